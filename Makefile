@@ -1,0 +1,53 @@
+# Thin wrapper around CMake. The two commands that matter: `make demo` and `make test`.
+JOBS      ?= $(shell nproc)
+BUILD     ?= build
+ASAN      ?= build-asan
+FUZZ      ?= build-fuzz
+FUZZ_SECS ?= 60
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build asan test test-plain test-asan demo bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DJDB_SANITIZE=address $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN) -j $(JOBS)
+
+test-plain: build
+	@echo "== ctest: plain build ($(BUILD)) =="
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: asan
+	@echo "== ctest: ASan+UBSan build ($(ASAN)) =="
+	@cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
+
+# Both builds run every test; the asan run comes last so ctest's summary closes the output.
+test: test-plain test-asan
+
+# The main job on an embedded default data directory under the build folder.
+demo: build
+	@$(BUILD)/bench/jdb_bench io --dir $(BUILD)/demo-data --quick
+
+bench: deps build
+	@scripts/deps.sh --bench
+	@cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS)
+	@$(BUILD)/bench/jdb_bench all --dir $(BUILD)/bench-data
+
+# libFuzzer targets (clang); not part of `make test`.
+fuzz:
+	@scripts/deps.sh --fuzz
+	@CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DJDB_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ) -j $(JOBS) --target fuzz_layout
+	@mkdir -p $(FUZZ)/corpus-layout
+	@$(FUZZ)/tests/fuzz/fuzz_layout -max_total_time=$(FUZZ_SECS) $(FUZZ)/corpus-layout
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -1,0 +1,140 @@
+/*
+ * tutil.c - see tutil.h.
+ */
+#include "tutil.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef JDB_TEST_DIR
+#define JDB_TEST_DIR "/tmp/jdb-test"
+#endif
+
+uint64_t tutil_seed(void)
+{
+  static uint64_t seed;
+  static int have;
+  if (!have) {
+    const char *e = getenv("JDB_TEST_SEED");
+    if (e && *e) {
+      seed = strtoull(e, NULL, 0);
+    } else {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+    }
+    have = 1;
+    fprintf(stderr, "[ seed ] JDB_TEST_SEED=%llu\n", (unsigned long long)seed);
+  }
+  return seed;
+}
+
+static uint64_t tutil_splitmix(uint64_t *x)
+{
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void tutil_rng_init(struct tutil_rng *r, uint64_t seed)
+{
+  for (int i = 0; i < 4; i++)
+    r->s[i] = tutil_splitmix(&seed);
+}
+
+static inline uint64_t tutil_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t tutil_rng_next(struct tutil_rng *r)
+{
+  uint64_t *s = r->s;
+  uint64_t out = tutil_rotl(s[1] * 5, 7) * 9;
+  uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = tutil_rotl(s[3], 45);
+  return out;
+}
+
+uint64_t tutil_rng_below(struct tutil_rng *r, uint64_t n)
+{
+  return n ? tutil_rng_next(r) % n : 0;
+}
+
+void tutil_rng_fill(struct tutil_rng *r, void *buf, size_t n)
+{
+  uint8_t *b = buf;
+  while (n >= 8) {
+    uint64_t v = tutil_rng_next(r);
+    memcpy(b, &v, 8);
+    b += 8;
+    n -= 8;
+  }
+  if (n) {
+    uint64_t v = tutil_rng_next(r);
+    memcpy(b, &v, n);
+  }
+}
+
+static int tutil_rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st; (void)flag; (void)ftw;
+  remove(p);
+  return 0;
+}
+
+void tutil_rmrf(const char *path)
+{
+  nftw(path, tutil_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *tutil_dirs[256];
+static int tutil_ndirs;
+
+static void tutil_free_dirs(void)
+{
+  for (int i = 0; i < tutil_ndirs; i++)
+    free(tutil_dirs[i]);
+}
+
+const char *tutil_tmpdir(const char *name)
+{
+  static unsigned counter;
+  char buf[4096];
+  mkdir(JDB_TEST_DIR, 0755);
+  snprintf(buf, sizeof buf, "%s/%s-%d-%u", JDB_TEST_DIR, name, (int)getpid(), counter++);
+  tutil_rmrf(buf);
+  if (mkdir(buf, 0755) != 0) {
+    fprintf(stderr, "tutil_tmpdir: mkdir %s: %s\n", buf, strerror(errno));
+    abort();
+  }
+  if (tutil_ndirs == 0)
+    atexit(tutil_free_dirs);
+  char *s = strdup(buf);
+  if (tutil_ndirs < 256)
+    tutil_dirs[tutil_ndirs++] = s;
+  return s;
+}
+
+char *tutil_path(char *buf, size_t cap, const char *dir, const char *file)
+{
+  snprintf(buf, cap, "%s/%s", dir, file);
+  return buf;
+}
+
+void tutil_init(void)
+{
+  log_quiet_for_tests();
+  tutil_seed();
+}
