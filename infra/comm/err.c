@@ -74,16 +74,16 @@ int err_from_errno(int neg_errno)
 {
   if (neg_errno >= 0)
     return JDB_OK;
-  switch (-neg_errno) {
-  case EIO: return JDB_EIO;
-  case ENOSPC: case EDQUOT: case EFBIG: return JDB_ENOSPC;
-  case ENOMEM: return JDB_ENOMEM;
-  case EEXIST: return JDB_EEXIST;
-  case ENOENT: return JDB_NOTFOUND;
-  case EWOULDBLOCK: return JDB_EBUSY;
-  case EROFS: case EACCES: case EPERM: return JDB_EREADONLY;
-  case EINVAL: return JDB_EINVAL;
-  case EOPNOTSUPP: return JDB_ENOTSUP;
+  switch (neg_errno) {   /* negated cases: -INT_MIN would overflow */
+  case -EIO: return JDB_EIO;
+  case -ENOSPC: case -EDQUOT: case -EFBIG: return JDB_ENOSPC;
+  case -ENOMEM: return JDB_ENOMEM;
+  case -EEXIST: return JDB_EEXIST;
+  case -ENOENT: return JDB_NOTFOUND;
+  case -EWOULDBLOCK: return JDB_EBUSY;
+  case -EROFS: case -EACCES: case -EPERM: return JDB_EREADONLY;
+  case -EINVAL: return JDB_EINVAL;
+  case -EOPNOTSUPP: return JDB_ENOTSUP;
   default: return JDB_EIO;
   }
 }
