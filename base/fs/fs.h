@@ -52,12 +52,14 @@ enum fs_op_state {
   FS_OP_QUEUED = 1,      /* accepted, not yet handed to the kernel */
   FS_OP_INFLIGHT = 2,    /* handed to the kernel */
   FS_OP_HELD = 3,        /* internal: waits for the rest of its chain to be resubmitted */
-  FS_OP_DONE = 4
+  FS_OP_REAPED = 4,      /* internal: complete, its callback not yet run (in the done queue) */
+  FS_OP_DONE = 5
 };
 
 enum {
   FS_OP_F_LINK = 1u << 0,  /* internal: the next op in the chain starts only if this one
                               completes whole (set by fs_submit_chain) */
+  FS_OP_F_RETRY = 1u << 1, /* internal: HELD for a resubmission of its remainder */
 };
 
 /* One read, write or sync. Embed it in its owner. */
@@ -111,7 +113,8 @@ struct fs_ctx_opts {
   int backend;             /* FS_BACKEND_*; AUTO honours env JDB_IO=psync|uring, else tries
                               io_uring and falls back to psync (logged once) */
   uint32_t queue_depth;    /* io_uring SQ entries (default 256) */
-  int register_files;      /* uring: use a registered file table (default 1) */
+  int plain_fds;           /* uring: 1 = do not use the registered file table (default 0:
+                              use it when the kernel allows) */
 };
 
 /* JDB_OK, JDB_ENOMEM, JDB_ENOTSUP (io_uring requested explicitly and unavailable), JDB_EIO. */
@@ -131,8 +134,9 @@ int fs_submit_chain(struct fs_ctx *ctx, struct fs_op **ops, size_t n);
 /* Hand every queued op to the kernel (uring: one io_uring_submit; psync: run them). Returns
    JDB_OK or JDB_E* if the backend itself failed (queued ops then complete with the error). */
 int fs_flush(struct fs_ctx *ctx);
-/* Reap completions (wait = 1: block until at least one op completes, if any is in flight), then
-   run done callbacks and wake waiting fibers. Returns the number of ops that became DONE. */
+/* Reap completions, then run done callbacks and wake waiting fibers. wait = 1: when no op is
+   DONE yet, submit whatever is queued (uring: io_uring_submit_and_wait, one system call) and
+   block until at least one op completes. Returns the number of ops that became DONE. */
 int fs_poll(struct fs_ctx *ctx, int wait);
 /* Ops accepted and not yet DONE. */
 size_t fs_inflight(const struct fs_ctx *ctx);
@@ -248,7 +252,8 @@ int fs_faulty_create(struct fs_ctx *inner, uint64_t seed, struct fs_ctx **out);
 /* Add a rule (up to 16). Rules are checked in order; the first that fires decides. */
 int fs_faulty_add_rule(struct fs_ctx *ctx, const struct fs_fault_rule *rule);
 void fs_faulty_clear_rules(struct fs_ctx *ctx);
-/* Operations seen so far that match `targets` (to plan "fail at the n-th" sweeps). */
+/* Operations seen so far that match `targets` (to plan "fail at the n-th" sweeps). Every
+   attempt counts: a transfer resubmitted after a short completion is a new operation. */
 uint64_t fs_faulty_count(const struct fs_ctx *ctx, unsigned targets);
 /* Simulated power loss now: waits for ops in flight, then applies `policy` to every write not
    covered by a completed fdatasync of its file, restoring the bytes it overwrote (newest first;

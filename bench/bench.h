@@ -1,0 +1,34 @@
+/*
+ * bench.h - shared pieces of jdb_bench: the run environment and the one-line-per-case report.
+ */
+#ifndef JDB_BENCH_H
+#define JDB_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bench_env {
+  const char *dir;       /* scratch directory (created if missing) */
+  double secs;           /* target seconds per case */
+  int quick;             /* smaller files, shorter cases (make demo) */
+  uint64_t seed;
+  const char *filter;    /* run only cases whose name contains this, or NULL */
+  int keep;              /* leave data files behind (to rerun or to compare with fio) */
+};
+
+int bench_want(const struct bench_env *env, const char *case_name);
+/* Print the table header once (columns of bench_row). */
+void bench_table_header(void);
+/* One case: ops done in secs, bytes moved (0 if not meaningful), latencies (ns, may be NULL):
+   sorted in place to report p50 / p99. */
+void bench_row(const char *name, uint64_t ops, double secs, uint64_t bytes, uint64_t *lat_ns,
+               size_t nlat);
+void bench_note(const char *fmt, ...);
+uint64_t bench_now_ns(void);
+
+int bench_io(const struct bench_env *env);
+int bench_cksum(const struct bench_env *env);
+void bench_cksum_run(double seconds_per_case,
+                     void (*report)(const char *name, double ns_per_op, double bytes_per_sec));
+
+#endif
