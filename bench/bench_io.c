@@ -12,6 +12,7 @@
  *                                (uring: one linked write->fdatasync submission). Expect: the
  *                                device's flush latency plus one write.
  * uring only:
+ *   io.uring.randread.4k.qd32.fixedbuf  same as qd32 into registered buffers (READ_FIXED).
  *   io.uring.randread.4k.qd32.nofixed   same as qd32 without the registered file table.
  *
  * Every block carries its block number in its first 8 bytes; reads check it, so a fast but
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #define IO_BLOCK 4096u
 #define IO_SEQ_CHUNK (1u << 20)
@@ -49,6 +51,7 @@ struct io_run {
   unsigned outstanding;
   uint64_t *lat;
   size_t nlat, cap;
+  int fixed;                 /* reads use registered buffers (slot i = buffer i) */
   struct io_slot slots[IO_QD_MAX];
 };
 
@@ -107,6 +110,7 @@ static void io_read_issue(struct io_slot *s)
   struct io_run *r = s->run;
   s->block = io_rand(&r->rng) % r->nblocks;
   fs_op_prep_read(&s->op, r->f, s->buf, IO_BLOCK, s->block * IO_BLOCK);
+  s->op.fixed_buf = r->fixed ? (uint16_t)(s - r->slots + 1) : 0;
   s->op.done = io_read_done;
   s->t0 = bench_now_ns();
   if (fs_submit(r->ctx, &s->op) != JDB_OK) {
@@ -262,6 +266,23 @@ static int io_backend(const struct bench_env *env, int backend, int register_fil
            backend == FS_BACKEND_URING && !register_files ? ".nofixed" : "");
   if (bench_want(env, name))
     fail |= io_randread(env, r, 32, name);
+  if (backend == FS_BACKEND_URING && register_files) {
+    /* The same reads into registered buffers (READ_FIXED). */
+    struct iovec iov[IO_QD_MAX];
+    for (unsigned i = 0; i < IO_QD_MAX; i++)
+      iov[i] = (struct iovec){.iov_base = r->slots[i].buf, .iov_len = IO_BLOCK};
+    rc = fs_ctx_register_buffers(r->ctx, iov, IO_QD_MAX);
+    if (rc) {
+      bench_note("io.%s: buffers not registered (%s)", label, jdb_strerror(rc));
+    } else {
+      r->fixed = 1;
+      snprintf(name, sizeof name, "io.%s.randread.4k.qd32.fixedbuf", label);
+      if (bench_want(env, name))
+        fail |= io_randread(env, r, 32, name);
+      r->fixed = 0;
+      fs_ctx_register_buffers(r->ctx, NULL, 0);
+    }
+  }
   snprintf(name, sizeof name, "io.%s.write+fdatasync.4k", label);
   if (full && bench_want(env, name))
     fail |= io_write_sync(env, r, name);

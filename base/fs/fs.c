@@ -17,10 +17,12 @@
 #include "coro.h"
 #include "err.h"
 #include "log.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #define FS_RETRY_MAX 64        /* zero-byte writes / EAGAIN loops before giving up with -EIO */
 #define FS_CHAIN_MAX 64
@@ -81,6 +83,56 @@ static void fs_op_accept(struct fs_ctx *ctx, struct fs_op *op, uint64_t now)
   ctx->accepted++;
 }
 
+/* A registered buffer must hold the whole transfer, or the kernel fails it with -EFAULT. */
+static int fs_op_fixed_ok(const struct fs_ctx *ctx, const struct fs_op *op)
+{
+  if (!op->fixed_buf)
+    return 1;
+  if (op->fixed_buf > ctx->nbufs || (op->opcode != FS_OP_READ && op->opcode != FS_OP_WRITE))
+    return 0;
+  uintptr_t lo = (uintptr_t)op->buf, hi = lo + op->len_bytes;
+  return lo >= ctx->buf_lo[op->fixed_buf - 1] && hi <= ctx->buf_hi[op->fixed_buf - 1];
+}
+
+int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n)
+{
+  if (!ctx || (n && !iov) || n > 1024)
+    return JDB_EINVAL;
+  if (ctx->accepted)
+    return JDB_EINVAL;   /* ops in flight may name the old set */
+  uintptr_t *lo = NULL, *hi = NULL;
+  if (n) {
+    lo = mem_calloc(n, sizeof *lo);
+    hi = mem_calloc(n, sizeof *hi);
+    if (!lo || !hi) {
+      mem_free(lo);
+      mem_free(hi);
+      return JDB_ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+      if (!iov[i].iov_base || !iov[i].iov_len) {
+        mem_free(lo);
+        mem_free(hi);
+        return JDB_EINVAL;
+      }
+      lo[i] = (uintptr_t)iov[i].iov_base;
+      hi[i] = lo[i] + iov[i].iov_len;
+    }
+  }
+  int rc = ctx->be->register_buffers ? ctx->be->register_buffers(ctx, iov, n) : JDB_OK;
+  if (rc) {
+    mem_free(lo);
+    mem_free(hi);
+    return rc;
+  }
+  mem_free(ctx->buf_lo);
+  mem_free(ctx->buf_hi);
+  ctx->buf_lo = lo;
+  ctx->buf_hi = hi;
+  ctx->nbufs = n;
+  return JDB_OK;
+}
+
 int fs_submit(struct fs_ctx *ctx, struct fs_op *op)
 {
   if (!ctx)
@@ -88,6 +140,8 @@ int fs_submit(struct fs_ctx *ctx, struct fs_op *op)
   int rc = fs_op_validate(op);
   if (rc)
     return rc;
+  if (!fs_op_fixed_ok(ctx, op))
+    return JDB_EINVAL;
   fs_op_accept(ctx, op, clock_mono_ns());
   ctx->be->queue(ctx, op);
   return JDB_OK;
@@ -101,6 +155,8 @@ int fs_submit_chain(struct fs_ctx *ctx, struct fs_op **ops, size_t n)
     int rc = fs_op_validate(ops[i]);
     if (rc)
       return rc;
+    if (!fs_op_fixed_ok(ctx, ops[i]))
+      return JDB_EINVAL;
     for (size_t j = 0; j < i; j++)
       if (ops[j] == ops[i])
         return JDB_EINVAL;
@@ -428,6 +484,8 @@ void fs_ctx_destroy(struct fs_ctx *ctx)
       break;
   }
   JDB_ASSERT(ctx->accepted == 0);
+  mem_free(ctx->buf_lo);
+  mem_free(ctx->buf_hi);
   ctx->be->destroy(ctx);
 }
 

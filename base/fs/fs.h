@@ -72,6 +72,8 @@ struct fs_op {
   void *buf;               /* lent to the kernel until DONE */
   uint32_t len_bytes;
   uint64_t offset_bytes;
+  uint16_t fixed_buf;      /* 1 + index of a buffer registered with fs_ctx_register_buffers
+                              that holds [buf, buf + len_bytes); 0 = not registered */
   void (*done)(struct fs_op *op);   /* optional completion callback */
   void *udata;                      /* the owner's, untouched by fs */
   /* Internal to fs; zeroed by the prep helpers. */
@@ -122,6 +124,13 @@ int fs_ctx_create(const struct fs_ctx_opts *opts /* NULL = defaults */, struct f
 /* Drains every op in flight (asserting none is lost), then frees the ctx. Files must be closed. */
 void fs_ctx_destroy(struct fs_ctx *ctx);
 const char *fs_ctx_backend_name(const struct fs_ctx *ctx);   /* "uring", "psync", "faulty" */
+
+/* Register up to 1024 long-lived buffers (uring: io_uring_register_buffers, so reads and
+   writes into them skip per-op page pinning; other backends accept and ignore them). Replaces
+   any earlier set; call with n = 0 to drop them. Ops name one with op->fixed_buf = index + 1.
+   JDB_OK, JDB_EINVAL, JDB_ENOMEM (locked-memory limit), JDB_ENOTSUP (kernel refuses). */
+struct iovec;
+int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n);
 
 /* Accept an op (state IDLE or DONE) for the next fs_flush. Validates it: a known opcode, a
    file, for reads/writes a buffer and 0 < len; with O_DIRECT files, buffer, length and offset

@@ -364,6 +364,7 @@ static void faulty_queue_chain(struct faulty_ctx *fc, struct fs_op *head)
         fs_op_prep_write(&s->op, inner_f, fs_op_cur_buf(op), len, off);
         s->w = faulty_write_record(fc, faulty_file_of(op->file), off, len);
       }
+      s->op.fixed_buf = op->fixed_buf;   /* the same buffers are registered with the inner ctx */
       break;
     }
     default:
@@ -636,6 +637,11 @@ static int faulty_dir_sync(struct fs_ctx *ctx, const char *dir)
   return rc ? rc : fs_dir_sync(fc->inner, dir);
 }
 
+static int faulty_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n)
+{
+  return fs_ctx_register_buffers(faulty_of(ctx)->inner, iov, n);
+}
+
 static void faulty_destroy(struct fs_ctx *ctx)
 {
   struct faulty_ctx *fc = faulty_of(ctx);
@@ -673,6 +679,7 @@ static const struct fs_backend faulty_backend = {
   .unlink = faulty_unlink,
   .rename = faulty_rename,
   .dir_sync = faulty_dir_sync,
+  .register_buffers = faulty_register_buffers,
 };
 
 int fs_faulty_create(struct fs_ctx *inner, uint64_t seed, struct fs_ctx **out)

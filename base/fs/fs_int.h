@@ -55,10 +55,14 @@ struct fs_backend {
   int (*unlink)(struct fs_ctx *ctx, const char *path);
   int (*rename)(struct fs_ctx *ctx, const char *from, const char *to);
   int (*dir_sync)(struct fs_ctx *ctx, const char *dir);
+  /* optional (NULL: buffers are accepted and ignored) */
+  int (*register_buffers)(struct fs_ctx *ctx, const struct iovec *iov, unsigned n);
 };
 
 struct fs_ctx {
   const struct fs_backend *be;
+  unsigned nbufs;                  /* registered buffers: [buf_lo[i], buf_hi[i]) */
+  uintptr_t *buf_lo, *buf_hi;
   size_t accepted;                 /* ops accepted by fs_submit and not yet DONE */
   size_t reaped;                   /* of those, REAPED and waiting in the done queue */
   struct fs_op_list done;          /* REAPED ops, callbacks not yet run */

@@ -7,6 +7,7 @@
  * layer's retries may prep new SQEs freely). Chains are IOSQE_IO_LINK chains; a chain is never
  * split across two submissions (queue() submits first when the SQ lacks room for all of it).
  *
+ * Registered buffers (fs_ctx_register_buffers): ops with fixed_buf use READ_FIXED/WRITE_FIXED.
  * Registered files: unless opts.plain_fds is set, and when the kernel allows it, a sparse table of
  * URING_FILES_MAX slots is registered at create and each opened file takes a slot
  * (IOSQE_FIXED_FILE saves the per-op fget/fput). Files beyond the table use plain fds.
@@ -37,6 +38,7 @@ struct uring_ctx {
   struct fs_op_list stash;      /* completions moved off a full CQ ring by queue(), reported
                                    by the next reap */
   int files_registered;
+  int bufs_registered;
   uint8_t slot_used[URING_FILES_MAX];
 };
 
@@ -118,10 +120,18 @@ static void uring_queue(struct fs_ctx *ctx, struct fs_op *op)
   int fd = f->fixed_index >= 0 ? f->fixed_index : f->fd;
   switch (op->opcode) {
   case FS_OP_READ:
-    io_uring_prep_read(sqe, fd, fs_op_cur_buf(op), fs_op_cur_len(op), fs_op_cur_off(op));
+    if (op->fixed_buf)
+      io_uring_prep_read_fixed(sqe, fd, fs_op_cur_buf(op), fs_op_cur_len(op), fs_op_cur_off(op),
+                               op->fixed_buf - 1);
+    else
+      io_uring_prep_read(sqe, fd, fs_op_cur_buf(op), fs_op_cur_len(op), fs_op_cur_off(op));
     break;
   case FS_OP_WRITE:
-    io_uring_prep_write(sqe, fd, fs_op_cur_buf(op), fs_op_cur_len(op), fs_op_cur_off(op));
+    if (op->fixed_buf)
+      io_uring_prep_write_fixed(sqe, fd, fs_op_cur_buf(op), fs_op_cur_len(op),
+                                fs_op_cur_off(op), op->fixed_buf - 1);
+    else
+      io_uring_prep_write(sqe, fd, fs_op_cur_buf(op), fs_op_cur_len(op), fs_op_cur_off(op));
     break;
   case FS_OP_FDATASYNC:
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
@@ -226,6 +236,24 @@ static int uring_close(struct fs_ctx *ctx, struct fs_file *f)
   return fs_posix_close(ctx, f);
 }
 
+static int uring_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n)
+{
+  struct uring_ctx *u = (struct uring_ctx *)ctx;
+  if (u->bufs_registered) {
+    io_uring_unregister_buffers(&u->ring);
+    u->bufs_registered = 0;
+  }
+  if (!n)
+    return JDB_OK;
+  int r = io_uring_register_buffers(&u->ring, iov, n);
+  if (r < 0) {
+    LOG_WARN("io_uring_register_buffers (%u buffers): %s", n, strerror(-r));
+    return r == -ENOMEM ? JDB_ENOMEM : JDB_ENOTSUP;
+  }
+  u->bufs_registered = 1;
+  return JDB_OK;
+}
+
 static void uring_destroy(struct fs_ctx *ctx)
 {
   struct uring_ctx *u = (struct uring_ctx *)ctx;
@@ -250,6 +278,7 @@ static const struct fs_backend uring_backend = {
   .unlink = fs_posix_unlink,
   .rename = fs_posix_rename,
   .dir_sync = fs_posix_dir_sync,
+  .register_buffers = uring_register_buffers,
 };
 
 int fs_uring_create(const struct fs_ctx_opts *opts, struct fs_ctx **out)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BLK 4096u
@@ -1201,6 +1202,85 @@ static void test_fibers_helpers(void **state)
 
 /* ------------------------------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------------------------- */
+/* Registered buffers: same data as plain ops; a transfer outside its registered buffer, an
+   unknown index, or a register call while ops are in flight is refused. */
+
+static void test_fixed_buffers(void **state)
+{
+  (void)state;
+  struct fs_ctx *ctx = ctx_new();
+  char path[4096];
+  const char *dir = tutil_tmpdir("fs-fixed");
+  struct fs_file *f = open_ok(ctx, file_in(path, sizeof path, dir, "fixed.dat"),
+                              FS_O_CREATE | FS_O_DIRECT);
+  enum { NB = 8 };
+  uint8_t *bufs = abuf(NB * 2 * BLK);
+  struct iovec iov[NB];
+  for (unsigned i = 0; i < NB; i++)
+    iov[i] = (struct iovec){.iov_base = bufs + i * 2 * BLK, .iov_len = 2 * BLK};
+  assert_int_equal(fs_ctx_register_buffers(ctx, NULL, 1), JDB_EINVAL);
+  assert_int_equal(fs_ctx_register_buffers(ctx, iov, NB), JDB_OK);
+
+  /* Write each buffer's two pages through WRITE_FIXED, read them back through READ_FIXED. */
+  struct fs_op ops[NB];
+  for (unsigned i = 0; i < NB; i++) {
+    pat_fill(iov[i].iov_base, 2 * BLK, 700 + i);
+    fs_op_prep_write(&ops[i], f, iov[i].iov_base, 2 * BLK, (uint64_t)i * 2 * BLK);
+    ops[i].fixed_buf = (uint16_t)(i + 1);
+    assert_int_equal(fs_submit(ctx, &ops[i]), JDB_OK);
+  }
+  /* While those are in flight the set cannot change. */
+  assert_int_equal(fs_ctx_register_buffers(ctx, iov, NB), JDB_EINVAL);
+  for (unsigned i = 0; i < NB; i++)
+    assert_int_equal(fs_wait(ctx, &ops[i]), JDB_OK);
+  memset(bufs, 0, NB * 2 * BLK);
+  for (unsigned i = 0; i < NB; i++) {
+    /* Read buffer i's content into buffer (i + 3) % NB, second page only. */
+    unsigned j = (i + 3) % NB;
+    fs_op_prep_read(&ops[i], f, (uint8_t *)iov[j].iov_base + BLK, BLK,
+                    (uint64_t)i * 2 * BLK + BLK);
+    ops[i].fixed_buf = (uint16_t)(j + 1);
+    assert_int_equal(fs_submit(ctx, &ops[i]), JDB_OK);
+  }
+  for (unsigned i = 0; i < NB; i++) {
+    assert_int_equal(fs_wait(ctx, &ops[i]), JDB_OK);
+    assert_int_equal(ops[i].result, (int32_t)BLK);
+  }
+  for (unsigned i = 0; i < NB; i++) {
+    uint8_t want[2 * BLK];
+    pat_fill(want, 2 * BLK, 700 + i);
+    assert_memory_equal((uint8_t *)iov[(i + 3) % NB].iov_base + BLK, want + BLK, BLK);
+  }
+
+  /* Refused before anything reaches the kernel. */
+  struct fs_op bad;
+  fs_op_prep_read(&bad, f, bufs, 2 * BLK, 0);
+  bad.fixed_buf = 2;                       /* buffer 1 does not hold bufs[0..] */
+  assert_int_equal(fs_submit(ctx, &bad), JDB_EINVAL);
+  bad.fixed_buf = NB + 1;                  /* no such buffer */
+  assert_int_equal(fs_submit(ctx, &bad), JDB_EINVAL);
+  fs_op_prep_read(&bad, f, bufs + BLK, 2 * BLK, 0);
+  bad.fixed_buf = 1;                       /* runs past the end of buffer 0 */
+  assert_int_equal(fs_submit(ctx, &bad), JDB_EINVAL);
+  fs_op_prep_sync(&bad, f, 0);
+  bad.fixed_buf = 1;                       /* a sync has no buffer */
+  assert_int_equal(fs_submit(ctx, &bad), JDB_EINVAL);
+  assert_int_equal(fs_inflight(ctx), 0);
+
+  /* Dropping the set: fixed ops are refused again, plain ones work. */
+  assert_int_equal(fs_ctx_register_buffers(ctx, NULL, 0), JDB_OK);
+  fs_op_prep_read(&bad, f, bufs, BLK, 0);
+  bad.fixed_buf = 1;
+  assert_int_equal(fs_submit(ctx, &bad), JDB_EINVAL);
+  uint32_t got = 0;
+  assert_int_equal(fs_read(ctx, f, bufs, BLK, 0, &got), JDB_OK);
+  assert_int_equal(got, BLK);
+  assert_int_equal(fs_file_close(ctx, f), JDB_OK);
+  fs_ctx_destroy(ctx);
+  free(bufs);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -1235,6 +1315,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_helpers_and_sizes),
     cmocka_unit_test(test_dirops),
     cmocka_unit_test(test_many_files),
+    cmocka_unit_test(test_fixed_buffers),
     cmocka_unit_test(test_loop_detects_stall),
     cmocka_unit_test(test_fibers_helpers),
     cmocka_unit_test(test_fibers_10k),
