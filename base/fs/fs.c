@@ -453,6 +453,7 @@ int fs_ctx_create(const struct fs_ctx_opts *opts, struct fs_ctx **out)
     if (opts->queue_depth)
       o.queue_depth = opts->queue_depth;
     o.plain_fds = opts->plain_fds;
+    o.submit_batch = opts->submit_batch;
   }
   if (o.queue_depth > 32768 || o.backend < FS_BACKEND_AUTO || o.backend > FS_BACKEND_PSYNC)
     return JDB_EINVAL;

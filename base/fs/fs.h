@@ -3,8 +3,9 @@
  * versioned backend vtable (the seam SQLite's VFS provides).
  *
  * Backends:
- *   uring   liburing; ops queue into the SQ ring, fs_flush() makes one io_uring_submit for all of
- *           them, completions are reaped in batches; write->fdatasync chains are kernel links.
+ *   uring   liburing; ops queue into the SQ ring and go to the kernel in small batches (and the
+ *           rest at fs_flush()), completions are reaped in batches; write->fdatasync chains are
+ *           kernel links.
  *   psync   pread/pwrite/fdatasync; same semantics, ops run at fs_flush() in queue order.
  *   faulty  wraps another backend: counts operations, injects EIO / ENOSPC / short transfers /
  *           misdirected writes at chosen operation numbers or at random, and simulates power loss
@@ -115,6 +116,9 @@ struct fs_ctx_opts {
   int backend;             /* FS_BACKEND_*; AUTO honours env JDB_IO=psync|uring, else tries
                               io_uring and falls back to psync (logged once) */
   uint32_t queue_depth;    /* io_uring SQ entries (default 256) */
+  uint32_t submit_batch;   /* uring: enter the kernel as soon as this many ops are queued
+                              (default 4; see docs/DESIGN.md for the measurement). fs_flush
+                              submits the rest. */
   int plain_fds;           /* uring: 1 = do not use the registered file table (default 0:
                               use it when the kernel allows) */
 };

@@ -79,6 +79,7 @@ struct faulty_ctx {
   uint64_t nwrites;
   struct faulty_file *files;
   int crashed;
+  uint64_t inner_submits_seen;   /* inner metrics.submits already added to ours */
   struct fs_op_list pend;        /* caller ops with a result, not yet reported */
   /* plan of the chain attempt being queued: ops after its head are already decided */
   struct fs_op *plan_next;
@@ -247,6 +248,16 @@ static void faulty_sync_done(struct faulty_ctx *fc, struct faulty_file *ff, uint
 /* ------------------------------------------------------------------------------------------- */
 /* Ops */
 
+/* The faulty ctx reports the kernel entries its inner ctx made on its behalf, wherever they
+   happened (queueing, flushing, waiting). */
+static void faulty_count_submits(struct faulty_ctx *fc)
+{
+  uint64_t now = fc->inner->metrics.submits;
+  if (now > fc->inner_submits_seen)
+    fc->base.metrics.submits += now - fc->inner_submits_seen;
+  fc->inner_submits_seen = now;
+}
+
 static void faulty_report(struct faulty_ctx *fc, struct fs_op *op, int res)
 {
   op->result = res;
@@ -279,6 +290,7 @@ static void faulty_forward(struct faulty_ctx *fc, struct faulty_shadow **sh, siz
       sops[j] = &sh[j]->op;
     int rc = fs_submit_chain(fc->inner, sops, nfwd);
     JDB_ASSERT(rc == JDB_OK);   /* the caller's ops passed the same validation */
+    faulty_count_submits(fc);   /* the inner backend may enter the kernel while queueing */
   }
 }
 
@@ -401,9 +413,8 @@ static void faulty_queue(struct fs_ctx *ctx, struct fs_op *op)
 static int faulty_submit(struct fs_ctx *ctx)
 {
   struct faulty_ctx *fc = faulty_of(ctx);
-  uint64_t before = fc->inner->metrics.submits;
   int rc = fs_flush(fc->inner);
-  ctx->metrics.submits += fc->inner->metrics.submits - before;
+  faulty_count_submits(fc);
   return rc;
 }
 
@@ -412,6 +423,7 @@ static int faulty_reap(struct fs_ctx *ctx, int wait)
   struct faulty_ctx *fc = faulty_of(ctx);
   if (fs_inflight(fc->inner) > 0) {
     int rc = fs_poll(fc->inner, wait && !fc->pend.head);
+    faulty_count_submits(fc);
     if (rc < 0)
       return rc;
   }

@@ -530,7 +530,10 @@ static void batch_round(size_t nops, int expect_few_submits)
     if (strcmp(g_backend, "psync") == 0)
       assert_int_equal(m.submits, 1);
     else
-      assert_true(m.submits <= 3);    /* one flush: one io_uring_submit (plus a spare) */
+      /* uring enters the kernel every submit_batch (default 4) SQEs and once more at the
+         flush: far fewer entries than ops (plus a spare for a CQ-pressure resubmit). */
+      if (m.submits > nops / 4 + 3)
+        fail_msg("%llu submits for %zu ops", (unsigned long long)m.submits, nops);
   }
 
   /* The writes landed. */
