@@ -28,6 +28,8 @@ uint64_t bench_now_ns(void);
 
 int bench_io(const struct bench_env *env);
 int bench_cksum(const struct bench_env *env);
+int bench_pages(const struct bench_env *env);
+int bench_log(const struct bench_env *env);
 void bench_cksum_run(double seconds_per_case,
                      void (*report)(const char *name, double ns_per_op, double bytes_per_sec));
 

@@ -1,7 +1,8 @@
 /*
  * jdb_bench.c - the benchmark driver: `jdb_bench <workload|all> [--dir D] [--secs S] [--quick]
  * [--filter F] [--seed N]`. Prints a header describing the machine and build, then one line per
- * case. Workloads: io (base/fs backends), cksum (checksum candidates).
+ * case. Workloads: io (base/fs backends), cksum (checksum candidates), pages (buffer manager),
+ * log (the shard log).
  */
 #include "bench.h"
 
@@ -109,7 +110,7 @@ static void bench_header(const struct bench_env *env)
 static void bench_usage(void)
 {
   fprintf(stderr,
-          "usage: jdb_bench <io|cksum|all> [--dir DIR] [--secs S] [--quick] [--filter F] "
+          "usage: jdb_bench <io|cksum|pages|log|all> [--dir DIR] [--secs S] [--quick] [--filter F] "
           "[--seed N] [--keep]\n");
 }
 
@@ -138,6 +139,8 @@ int main(int argc, char **argv)
   int rc = 0, any = 0;
   if (!strcmp(what, "io") || !strcmp(what, "all")) { rc |= bench_io(&env); any = 1; }
   if (!strcmp(what, "cksum") || !strcmp(what, "all")) { rc |= bench_cksum(&env); any = 1; }
+  if (!strcmp(what, "pages") || !strcmp(what, "all")) { rc |= bench_pages(&env); any = 1; }
+  if (!strcmp(what, "log") || !strcmp(what, "all")) { rc |= bench_log(&env); any = 1; }
   if (!any) { bench_usage(); return 2; }
   return rc ? 1 : 0;
 }

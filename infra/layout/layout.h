@@ -109,7 +109,8 @@ enum log_rec_type {
   LOG_REC_BATCH = 1,  /* a write batch: table id, seq, commit time, ops */
   LOG_REC_PAD = 2,    /* filler up to a block or segment end; payload ignored */
   LOG_REC_SEG = 3,    /* first record of a segment: segment metadata */
-  LOG_REC_TYPE_MAX = 3
+  LOG_REC_MOVE = 4,   /* values relocated by log GC (store/vlog) */
+  LOG_REC_TYPE_MAX = 4
 };
 
 struct layout_rec_hdr {

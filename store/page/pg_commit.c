@@ -1,0 +1,611 @@
+/*
+ * pg_commit.c - the free-page sets of the buffer manager, the free-list pages that persist them,
+ * pg_reclaim, and pg_commit (store/page, L2).
+ *
+ * Free pages live in three places in memory:
+ *   ready    reusable now: no durable superblock and no reader references them. pg_alloc pops
+ *            from the end (after open the list is sorted so the lowest page numbers go first).
+ *   pending  a FIFO of (pgno, gen): pages the state of generation gen stopped referencing.
+ *            pg_reclaim(oldest) moves entries with gen <= oldest (and <= the durable generation)
+ *            to ready. A page freed by the state being built has gen = current + 1. ready's
+ *            capacity always covers every pending entry, so pg_reclaim never allocates.
+ *   chain    the free-list pages the current superblock points to (freelist_root). They are in
+ *            use until the next commit that rewrites the list, which frees them (gen = new).
+ * A page allocated and freed by the same state being built never reaches pending: pg_free puts
+ * it straight back on ready.
+ *
+ * Free-list pages (type FREELIST; docs/FORMAT.md "Free-list pages"), a singly linked chain from
+ * the superblock's freelist_root:
+ *   off  size  field
+ *     0    32  page header: type 4 FREELIST, level 0, count = entries in this page (0..507),
+ *              flags 0, aux 0, pgno = own page number, generation = the commit that wrote it
+ *    32     8  next: page number of the next free-list page, 0 on the last one
+ *    40  8*n   entries: free page numbers, each in [2, page count)
+ *     .     .  zero to the end of the page
+ * Every page but the last is full (507 entries); the last holds the rest, possibly none (when
+ * the pages the chain itself needed were the last free ones).
+ * The chain lists ready and pending pages alike (after a reopen there is no reader, so every
+ * one is reusable) and the previous chain's pages (freed by this commit). The new chain's own
+ * pages are taken from ready (never from pending: those may still be referenced by the durable
+ * superblock or by a reader), else from the end of the file, and are not listed in it. A chain
+ * is rewritten only when the free set changed since the last commit (fl_dirty).
+ *
+ * Load (pg_open) checks every page (checksum, own pgno, type, generation <= superblock's,
+ * reserved fields and padding zero, next and entries in range, full unless last, entries plus
+ * chain pages fewer than the page count, which bounds a looping chain) and the whole (no page
+ * listed twice, no chain page listed): JDB_ECORRUPT otherwise.
+ *
+ * Commit sequence (every step waits for the previous one):
+ *   1. checks that need no I/O: roots, replay position, dirty page headers (JDB_EINVAL);
+ *      reserve memory (JDB_ENOMEM); nothing has changed yet if these fail
+ *   2. build the free-list pages (when the free set changed)
+ *   3. seal every dirty page and free-list page with its pgno and the new generation, submit
+ *      them all, one fs_flush, wait for all
+ *   4. one fdatasync (skipped when no page was written)
+ *   5. superblock of the new generation into slot (gen & 1), linked write -> fdatasync
+ *   6. publish: the new superblock is current, dirty frames become RESIDENT
+ * States of the pg as a whole (function making each transition):
+ *   OPEN --pg_commit: steps 1-2 fail--> OPEN (nothing changed)
+ *   OPEN --pg_commit: steps 3-6--> COMMITTING (p->committing; pg_alloc / pg_commit: JDB_EBUSY)
+ *   COMMITTING --step 6--> OPEN;  COMMITTING --I/O error (pg_commit_fail)--> POISONED
+ *   POISONED: pins served, pg_alloc / pg_commit JDB_EIO, pg_free ignored, until pg_close
+ * A failure in 3-5 poisons the pg (p->poisoned; JDB_EIO for later commits and allocations);
+ * dirty frames are dropped; if step 5 failed, the slot's previous contents are written back,
+ * best effort, so a reopen in this process does not find a superblock whose sync failed.
+ */
+#include "pg_int.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(PG_FL_PER_PAGE == 507, "free-list page capacity");
+_Static_assert(PG_FL_OFF_ENTRIES + 8 * PG_FL_PER_PAGE <= PG_PAGE, "free-list entries fit");
+_Static_assert(PG_FL_PER_PAGE <= PG_PAGE, "count fits the page header's count check");
+
+/* ------------------------------------------------------------------------------------------- */
+/* Vectors */
+
+static int pg_vec_reserve(struct pg_vec *a, size_t extra)
+{
+  if (a->len + extra <= a->cap)
+    return JDB_OK;
+  size_t cap = a->cap ? a->cap : 64;
+  while (cap < a->len + extra)
+    cap *= 2;
+  uint64_t *v = mem_realloc(a->v, cap * sizeof *v);
+  if (!v)
+    return JDB_ENOMEM;
+  a->v = v;
+  a->cap = cap;
+  return JDB_OK;
+}
+
+int pg_vec_push(struct pg_vec *a, uint64_t x)
+{
+  int rc = pg_vec_reserve(a, 1);
+  if (rc)
+    return rc;
+  a->v[a->len++] = x;
+  return JDB_OK;
+}
+
+void pg_vec_free(struct pg_vec *a)
+{
+  mem_free(a->v);
+  *a = (struct pg_vec){0};
+}
+
+static int pg_pend_reserve(struct pg *p, size_t extra)
+{
+  if (p->pend_len + extra <= p->pend_cap)
+    return JDB_OK;
+  if (p->pend_head > 0) {
+    memmove(p->pend, p->pend + p->pend_head, (p->pend_len - p->pend_head) * sizeof *p->pend);
+    p->pend_len -= p->pend_head;
+    p->pend_head = 0;
+    if (p->pend_len + extra <= p->pend_cap)
+      return JDB_OK;
+  }
+  size_t cap = p->pend_cap ? p->pend_cap : 64;
+  while (cap < p->pend_len + extra)
+    cap *= 2;
+  struct pg_pending *v = mem_realloc(p->pend, cap * sizeof *v);
+  if (!v)
+    return JDB_ENOMEM;
+  p->pend = v;
+  p->pend_cap = cap;
+  return JDB_OK;
+}
+
+/* Room in ready for every pending page plus extra: pg_reclaim then never allocates. */
+static int pg_ready_reserve_for_pending(struct pg *p, size_t extra)
+{
+  return pg_vec_reserve(&p->ready, (p->pend_len - p->pend_head) + extra);
+}
+
+int pg_ready_push(struct pg *p, uint64_t pgno)
+{
+  int rc = pg_ready_reserve_for_pending(p, 1);
+  if (rc)
+    return rc;
+  p->ready.v[p->ready.len++] = pgno;
+  return JDB_OK;
+}
+
+int pg_pend_push(struct pg *p, uint64_t pgno, uint64_t gen)
+{
+  int rc = pg_pend_reserve(p, 1);
+  if (!rc)
+    rc = pg_ready_reserve_for_pending(p, 1);
+  if (rc)
+    return rc;
+  JDB_ASSERT(p->pend_len == p->pend_head || p->pend[p->pend_len - 1].gen <= gen);
+  p->pend[p->pend_len++] = (struct pg_pending){.pgno = pgno, .gen = gen};
+  return JDB_OK;
+}
+
+void pg_reclaim(struct pg *p, uint64_t oldest_reader_generation)
+{
+  uint64_t upto = oldest_reader_generation;
+  if (upto > p->sb.generation)
+    upto = p->sb.generation;   /* a page freed by a commit not yet durable is never reusable */
+  while (p->pend_head < p->pend_len && p->pend[p->pend_head].gen <= upto) {
+    /* ready has room for every pending page (pg_pend_push reserved it). */
+    JDB_ASSERT(p->ready.len < p->ready.cap);
+    p->ready.v[p->ready.len++] = p->pend[p->pend_head++].pgno;
+  }
+  if (p->pend_head == p->pend_len)
+    p->pend_head = p->pend_len = 0;
+}
+
+void pg_freelist_deinit(struct pg *p)
+{
+  pg_vec_free(&p->ready);
+  pg_vec_free(&p->chain);
+  mem_free(p->pend);
+  p->pend = NULL;
+  p->pend_head = p->pend_len = p->pend_cap = 0;
+  if (p->fl_buf)
+    mem_buf_put(p->fl_buf, p->fl_cap * PG_PAGE);
+  p->fl_buf = NULL;
+  mem_free(p->fl_ops);
+  p->fl_ops = NULL;
+  mem_free(p->fl_pgnos);
+  p->fl_pgnos = NULL;
+  p->fl_cap = 0;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Free-list load */
+
+static int pg_cmp_u64_desc(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x > y ? -1 : x < y;
+}
+
+static void pg_fl_note(struct pg *p, uint64_t pgno)
+{
+  p->stats.corrupt++;
+  LOG_ERROR("%s: free list (page %llu) is corrupt", p->path, (unsigned long long)pgno);
+}
+
+/* A macro, so JDB_CORRUPT logs the line of the check that failed. */
+#define PG_FL_CORRUPT(p, what, pgno) (pg_fl_note((p), (pgno)), JDB_CORRUPT((what), (pgno)))
+
+/* Check one free-list page in buf (read from pgno) and append its entries to ready. */
+static int pg_fl_page_load(struct pg *p, const uint8_t *buf, uint64_t pgno, uint64_t *next)
+{
+  const uint64_t pc = p->sb.page_count;
+  struct layout_page_hdr h;
+  int rc = layout_page_open(buf, PG_PAGE, pgno, &h);
+  if (rc) {
+    p->stats.corrupt++;
+    LOG_ERROR("%s: free-list page %llu failed verification", p->path, (unsigned long long)pgno);
+    return rc;
+  }
+  if (h.type != LAYOUT_PAGE_FREELIST)
+    return PG_FL_CORRUPT(p, "free-list page type", pgno);
+  if (h.flags != 0 || h.aux != 0)
+    return PG_FL_CORRUPT(p, "free-list page header reserved fields", pgno);
+  if (h.count > PG_FL_PER_PAGE)
+    return PG_FL_CORRUPT(p, "free-list page entry count", pgno);
+  if (h.generation > p->sb.generation)
+    return PG_FL_CORRUPT(p, "free-list page generation newer than the superblock", pgno);
+  *next = le64_get(buf + PG_FL_OFF_NEXT);
+  if (*next != 0 && (*next < 2 || *next >= pc))
+    return PG_FL_CORRUPT(p, "free-list next page number", pgno);
+  /* The encoder fills every page but the last. */
+  if (*next != 0 && h.count != PG_FL_PER_PAGE)
+    return PG_FL_CORRUPT(p, "free-list page not full before the last", pgno);
+  size_t end = PG_FL_OFF_ENTRIES + (size_t)h.count * 8;
+  for (size_t off = end; off < PG_PAGE; off++)
+    if (buf[off] != 0)
+      return PG_FL_CORRUPT(p, "free-list page padding", pgno);
+  if (pg_vec_reserve(&p->ready, h.count))
+    return JDB_ENOMEM;
+  for (size_t off = PG_FL_OFF_ENTRIES; off < end; off += 8) {
+    uint64_t e = le64_get(buf + off);
+    if (e < 2 || e >= pc)
+      return PG_FL_CORRUPT(p, "free-list entry out of range", pgno);
+    p->ready.v[p->ready.len++] = e;
+  }
+  return JDB_OK;
+}
+
+int pg_freelist_load(struct pg *p)
+{
+  uint64_t pgno = p->sb.freelist_root;
+  if (!pgno)
+    return JDB_OK;
+  uint8_t *buf = mem_buf_get(PG_PAGE);
+  if (!buf)
+    return JDB_ENOMEM;
+  int rc = JDB_OK;
+  while (pgno) {
+    /* Entries and chain pages are distinct pages in [2, page count), and every page but the
+       last is full: a chain that loops outgrows the file within a few pages. */
+    if (p->ready.len + p->chain.len + 1 > p->sb.page_count - 2) {
+      rc = PG_FL_CORRUPT(p, "free list longer than the file (loop)", pgno);
+      break;
+    }
+    uint32_t got = 0;
+    rc = fs_read(p->ctx, p->file, buf, PG_PAGE, pgno * PG_PAGE, &got);
+    if (rc) {
+      LOG_ERROR("%s: reading free-list page %llu: %s", p->path, (unsigned long long)pgno,
+                jdb_strerror(rc));
+      break;
+    }
+    if (got != PG_PAGE) {
+      rc = PG_FL_CORRUPT(p, "free-list page past the end of the file", pgno);
+      break;
+    }
+    uint64_t next = 0;
+    rc = pg_fl_page_load(p, buf, pgno, &next);
+    if (!rc)
+      rc = pg_vec_push(&p->chain, pgno);
+    if (rc)
+      break;
+    pgno = next;
+  }
+  mem_buf_put(buf, PG_PAGE);
+  if (rc)
+    return rc;
+  /* No page twice, no chain page among the entries (both sorted descending, so ready pops the
+     lowest page numbers first). */
+  if (p->ready.len > 1)
+    qsort(p->ready.v, p->ready.len, sizeof *p->ready.v, pg_cmp_u64_desc);
+  if (p->chain.len > 1)
+    qsort(p->chain.v, p->chain.len, sizeof *p->chain.v, pg_cmp_u64_desc);
+  for (size_t i = 1; i < p->ready.len; i++)
+    if (p->ready.v[i] == p->ready.v[i - 1])
+      return PG_FL_CORRUPT(p, "free-list names a page twice", p->ready.v[i]);
+  for (size_t i = 1; i < p->chain.len; i++)
+    if (p->chain.v[i] == p->chain.v[i - 1])
+      return PG_FL_CORRUPT(p, "free-list chain loops", p->chain.v[i]);
+  for (size_t i = 0, j = 0; i < p->chain.len; i++) {
+    while (j < p->ready.len && p->ready.v[j] > p->chain.v[i])
+      j++;
+    if (j < p->ready.len && p->ready.v[j] == p->chain.v[i])
+      return PG_FL_CORRUPT(p, "free-list page lists itself as free", p->chain.v[i]);
+  }
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Commit */
+
+static int pg_root_ok(uint64_t root, uint64_t page_count)
+{
+  return root == 0 || (root >= 2 && root < page_count);
+}
+
+static int pg_commit_check(struct pg *p, const struct layout_super *next)
+{
+  if (!pg_root_ok(next->tree_root, p->page_count) ||
+      !pg_root_ok(next->catalog_root, p->page_count) ||
+      !pg_root_ok(next->dir_root, p->page_count)) {
+    LOG_ERROR("%s: commit with a root outside [2, %llu)", p->path,
+              (unsigned long long)p->page_count);
+    return JDB_EINVAL;
+  }
+  if (LOG_POS_OFF(next->replay_pos) % LOG_REC_ALIGN != 0) {
+    LOG_ERROR("%s: commit with replay position %llu, not a record position", p->path,
+              (unsigned long long)next->replay_pos);
+    return JDB_EINVAL;
+  }
+  for (struct pg_frame *f = p->dirty.lnext; f != &p->dirty; f = f->lnext) {
+    const uint8_t *d = f->data;
+    unsigned type = d[6], level = d[7], count = le16_get(d + 8);
+    int ok = type == LAYOUT_PAGE_BRANCH ? level >= 1 && level <= LAYOUT_LEVEL_MAX
+             : type == LAYOUT_PAGE_LEAF || type == LAYOUT_PAGE_OVERFLOW ? level == 0
+                                                                         : 0;
+    if (!ok || count > PG_PAGE) {
+      LOG_ERROR("%s: dirty page %llu has a bad header (type %u, level %u, count %u)", p->path,
+                (unsigned long long)f->pgno, type, level, count);
+      return JDB_EINVAL;
+    }
+  }
+  return JDB_OK;
+}
+
+/* Room for n free-list pages: buffers, ops, page numbers (kept across commits). */
+static int pg_fl_reserve(struct pg *p, size_t n)
+{
+  if (n <= p->fl_cap)
+    return JDB_OK;
+  size_t cap = p->fl_cap ? p->fl_cap : 4;
+  while (cap < n)
+    cap *= 2;
+  uint8_t *buf = mem_buf_get(cap * PG_PAGE);
+  struct fs_op *ops = mem_calloc(cap, sizeof *ops);
+  uint64_t *pgnos = mem_calloc(cap, sizeof *pgnos);
+  if (!buf || !ops || !pgnos) {
+    if (buf)
+      mem_buf_put(buf, cap * PG_PAGE);
+    mem_free(ops);
+    mem_free(pgnos);
+    return JDB_ENOMEM;
+  }
+  if (p->fl_buf)
+    mem_buf_put(p->fl_buf, p->fl_cap * PG_PAGE);
+  mem_free(p->fl_ops);
+  mem_free(p->fl_pgnos);
+  p->fl_buf = buf;
+  p->fl_ops = ops;
+  p->fl_pgnos = pgnos;
+  p->fl_cap = cap;
+  return JDB_OK;
+}
+
+/* Plan the new chain: how many pages, how many of them taken from ready. */
+static void pg_fl_plan(const struct pg *p, size_t *npages, size_t *from_ready)
+{
+  size_t entries = p->ready.len + (p->pend_len - p->pend_head) + p->chain.len;
+  size_t k = 0, r = 0;
+  for (;;) {
+    size_t need = (entries - r + PG_FL_PER_PAGE - 1) / PG_FL_PER_PAGE;
+    if (k >= need)
+      break;
+    if (r < p->ready.len)
+      r++;   /* a page taken from ready is no longer free: one entry fewer */
+    k++;
+  }
+  *npages = k;
+  *from_ready = r;
+}
+
+/* Steps 1-2 for the free list: reserve everything, then (no failure past this point) free the
+   old chain, take the new chain's pages and fill them. *root = new freelist_root. */
+static int pg_fl_build(struct pg *p, uint64_t gen, uint64_t *root, size_t *npages)
+{
+  *npages = 0;
+  *root = p->sb.freelist_root;
+  if (!p->fl_dirty)
+    return JDB_OK;
+  size_t k, r;
+  pg_fl_plan(p, &k, &r);
+  if (k - r > PG_PAGE_COUNT_MAX - p->page_count)
+    return JDB_ENOSPC;
+  int rc = pg_pend_reserve(p, p->chain.len);
+  if (!rc)
+    rc = pg_ready_reserve_for_pending(p, p->chain.len);
+  if (!rc)
+    rc = pg_fl_reserve(p, k);
+  if (!rc)
+    rc = pg_vec_reserve(&p->chain, k > p->chain.len ? k - p->chain.len : 0);
+  if (rc)
+    return rc;
+
+  for (size_t i = 0; i < p->chain.len; i++) {
+    rc = pg_pend_push(p, p->chain.v[i], gen);
+    JDB_ASSERT(rc == JDB_OK);   /* reserved above */
+  }
+  p->chain.len = 0;
+  for (size_t i = 0; i < k; i++) {
+    uint64_t pgno = i < r ? p->ready.v[--p->ready.len] : p->page_count++;
+    pg_frame_forget(p, pgno);
+    p->fl_pgnos[i] = pgno;
+  }
+  /* Entries: ready, then pending (which now holds the old chain). */
+  size_t ri = 0, pi = p->pend_head;
+  for (size_t i = 0; i < k; i++) {
+    uint8_t *pg = p->fl_buf + i * PG_PAGE;
+    memset(pg, 0, PG_PAGE);
+    le64_put(pg + PG_FL_OFF_NEXT, i + 1 < k ? p->fl_pgnos[i + 1] : 0);
+    unsigned n = 0;
+    while (n < PG_FL_PER_PAGE && (ri < p->ready.len || pi < p->pend_len)) {
+      uint64_t e = ri < p->ready.len ? p->ready.v[ri++] : p->pend[pi++].pgno;
+      le64_put(pg + PG_FL_OFF_ENTRIES + 8 * n, e);
+      n++;
+    }
+    struct layout_page_hdr h = {.type = LAYOUT_PAGE_FREELIST, .count = (uint16_t)n,
+                                .pgno = p->fl_pgnos[i], .generation = gen};
+    pg_page_set_hdr(pg, &h);   /* sealed right before it is written */
+  }
+  JDB_ASSERT(ri == p->ready.len && pi == p->pend_len);
+  *npages = k;
+  *root = k ? p->fl_pgnos[0] : 0;
+  return JDB_OK;
+}
+
+/* Seal and submit one page write. */
+static int pg_write_page(struct pg *p, struct fs_op *op, uint8_t *page, uint64_t pgno,
+                         uint64_t gen, uint16_t fixed)
+{
+  struct layout_page_hdr h = {
+    .type = page[6], .level = page[7], .count = le16_get(page + 8),
+    .flags = le16_get(page + 10), .aux = le32_get(page + 12),
+    .pgno = pgno, .generation = gen,
+  };
+  layout_page_seal(page, PG_PAGE, &h);
+  fs_op_prep_write(op, p->file, page, PG_PAGE, pgno * PG_PAGE);
+  op->fixed_buf = fixed;
+  int rc = pg_op_submit(p, op);
+  if (!rc)
+    p->stats.writes++;
+  return rc;
+}
+
+/* Wait for an op; if the backend fails while it is still in flight, keep trying a bounded
+   number of times (its buffer must not be reused while the kernel owns it). */
+static int pg_op_wait(struct pg *p, struct fs_op *op)
+{
+  int rc = fs_wait(p->ctx, op);
+  for (int tries = 0; pg_op_busy(op) && tries < 100; tries++)
+    (void)fs_wait(p->ctx, op);
+  return rc;
+}
+
+static void pg_commit_fail(struct pg *p, int rc, uint64_t gen, const char *step)
+{
+  p->poisoned = rc;
+  LOG_ERROR("%s: commit of generation %llu failed at %s: %s; no further commits until reopen",
+            p->path, (unsigned long long)gen, step, jdb_strerror(rc));
+  /* The state being built is gone: drop its pages (a frame whose write the backend still owns
+     is orphaned with an extra pin, i.e. leaked until close). */
+  while (p->dirty.lnext != &p->dirty) {
+    struct pg_frame *f = p->dirty.lnext;
+    pg_dirty_remove(p, f);
+    if (f->pins || pg_op_busy(&f->op)) {
+      pg_hash_remove(p, f);
+      f->state = PG_FRAME_ORPHAN;
+      if (pg_op_busy(&f->op))
+        f->pins++;
+    } else {
+      pg_frame_release(p, f);
+    }
+  }
+}
+
+int pg_commit(struct pg *p, const struct layout_super *next)
+{
+  if (!next)
+    return JDB_EINVAL;
+  if (p->poisoned)
+    return JDB_EIO;
+  if (p->committing)
+    return JDB_EBUSY;
+  int rc = pg_commit_check(p, next);
+  if (rc)
+    return rc;
+  const uint64_t gen = p->sb.generation + 1;
+  uint64_t fl_root = 0;
+  size_t nfl = 0;
+  rc = pg_fl_build(p, gen, &fl_root, &nfl);
+  if (rc)
+    return rc;
+  p->committing = 1;
+
+  /* 3. Every page: sealed, submitted, one flush, then wait for all. */
+  size_t ndata = 0, nflsub = 0;
+  const char *step = "page writes";
+  for (struct pg_frame *f = p->dirty.lnext; f != &p->dirty && !rc; f = f->lnext) {
+    rc = pg_write_page(p, &f->op, f->data, f->pgno, gen, pg_frame_fixed(p, f));
+    if (!rc) {
+      f->op.udata = f;
+      ndata++;
+    }
+  }
+  for (size_t i = 0; i < nfl && !rc; i++) {
+    rc = pg_write_page(p, &p->fl_ops[i], p->fl_buf + i * PG_PAGE, p->fl_pgnos[i], gen, 0);
+    if (!rc)
+      nflsub++;
+  }
+  int frc = fs_flush(p->ctx);
+  if (!rc)
+    rc = frc;
+  size_t i = 0;
+  for (struct pg_frame *f = p->dirty.lnext; i < ndata; f = f->lnext, i++) {
+    int wrc = pg_op_wait(p, &f->op);
+    if (!rc)
+      rc = wrc;
+  }
+  for (i = 0; i < nflsub; i++) {
+    int wrc = pg_op_wait(p, &p->fl_ops[i]);
+    if (!rc)
+      rc = wrc;
+  }
+
+  /* 4. One fdatasync covers them all. */
+  if (!rc && ndata + nflsub > 0) {
+    step = "page fdatasync";
+    fs_op_prep_sync(&p->data_sync_op, p->file, 0);
+    rc = pg_op_submit(p, &p->data_sync_op);
+    if (!rc)
+      rc = pg_op_wait(p, &p->data_sync_op);
+  }
+
+  /* 5. The superblock, to the slot of the new generation's parity, written and synced. */
+  struct layout_super ns = p->sb;
+  ns.generation = gen;
+  ns.tree_root = next->tree_root;
+  ns.catalog_root = next->catalog_root;
+  ns.dir_root = next->dir_root;
+  ns.seq_max = next->seq_max;
+  ns.replay_pos = next->replay_pos;
+  ns.freelist_root = fl_root;
+  ns.page_count = p->page_count;
+  const uint64_t slot = gen & 1;
+  int sb_tried = 0;
+  if (!rc) {
+    step = "superblock write";
+    layout_super_encode(p->sb_buf, PG_PAGE, slot, &ns);
+    struct layout_super chk;
+    JDB_ASSERT(layout_super_decode(p->sb_buf, PG_PAGE, slot, &chk) == JDB_OK);
+    fs_op_prep_write(&p->sb_op, p->file, p->sb_buf, PG_PAGE, slot * PG_PAGE);
+    fs_op_prep_sync(&p->sb_sync_op, p->file, 0);
+    struct fs_op *chain[2] = {&p->sb_op, &p->sb_sync_op};
+    rc = fs_submit_chain(p->ctx, chain, 2);
+    if (!rc) {
+      sb_tried = 1;
+      p->stats.writes++;
+      int wrc = pg_op_wait(p, &p->sb_op);
+      int src = pg_op_wait(p, &p->sb_sync_op);
+      rc = wrc ? wrc : src;
+      if (!wrc && src)
+        step = "superblock fdatasync";
+    }
+  }
+
+  if (rc) {
+    if (sb_tried && !pg_op_busy(&p->sb_op) && !pg_op_busy(&p->sb_sync_op)) {
+      /* The new superblock may be on disk although its sync failed: put back what the slot
+         held, so this process does not find, at reopen, a state it reported as failed. */
+      if (p->sb_other_ok)
+        layout_super_encode(p->sb_buf, PG_PAGE, slot, &p->sb_other);
+      else
+        memset(p->sb_buf, 0, PG_PAGE);
+      int rrc = fs_write_sync(p->ctx, p->file, p->sb_buf, PG_PAGE, slot * PG_PAGE);
+      if (rrc)
+        LOG_ERROR("%s: restoring superblock slot %llu: %s", p->path, (unsigned long long)slot,
+                  jdb_strerror(rrc));
+    }
+    pg_commit_fail(p, rc, gen, step);
+    p->committing = 0;
+    return rc;
+  }
+
+  /* 6. Durable: publish. */
+  p->sb_other = p->sb;
+  p->sb_other_ok = 1;
+  p->sb = ns;
+  while (p->dirty.lnext != &p->dirty) {
+    struct pg_frame *f = p->dirty.lnext;
+    pg_dirty_remove(p, f);
+    f->state = PG_FRAME_RESIDENT;
+  }
+  if (p->fl_dirty) {
+    JDB_ASSERT(p->chain.len == 0 && p->chain.cap >= nfl);
+    if (nfl)
+      memcpy(p->chain.v, p->fl_pgnos, nfl * sizeof *p->fl_pgnos);
+    p->chain.len = nfl;
+    p->fl_dirty = 0;
+  }
+  p->stats.commits++;
+  p->committing = 0;
+  return JDB_OK;
+}

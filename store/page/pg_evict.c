@@ -1,0 +1,220 @@
+/*
+ * pg_evict.c - the frame table of the buffer manager: frame memory, the pgno -> frame hash
+ * table, the free-frame list and CLOCK eviction.
+ *
+ * Memory, allocated once at pg_open and never on the hot path: the frames' pages are one arena
+ * mapping (2 MiB huge pages when the system has them), carved into PG_PAGE pieces in frame order
+ * (so frame i's data is base + i * PG_PAGE); the frame structs are one array; the hash table is a
+ * power-of-two array of chain heads (at least twice the frame count), chained through
+ * frame->hnext. The arena is registered with the fs ctx as fixed buffers, one iovec per
+ * PG_FIXED_CHUNK_FRAMES frames (io_uring caps one registered buffer at 1 GiB); reads and writes of
+ * frame i then name buffer i / PG_FIXED_CHUNK_FRAMES. Registration is an optimisation: when the
+ * backend or the locked-memory limit refuses it, ops simply go without fixed_buf.
+ *
+ * Invariants:
+ *   - A frame is in the hash table iff its state is LOADING, RESIDENT or DIRTY, under its pgno,
+ *     and at most one frame holds a given pgno.
+ *   - FREE frames are exactly the ones on the free-frame list; DIRTY frames exactly the ones on
+ *     the dirty list (p->ndirty of them).
+ *   - Eviction takes only RESIDENT frames with no pin, whose op is idle or done and which have no
+ *     waiter: a LOADING frame (read in flight) or a DIRTY one (not yet written) is never taken.
+ *
+ * CLOCK: every pin sets the frame's reference bit. When no frame is free, the hand sweeps the
+ * frame array: an unpinned RESIDENT frame with its bit set gets it cleared (a second chance),
+ * one with the bit clear is evicted. Two full turns without a victim mean every frame is pinned,
+ * loading or dirty: JDB_ENOMEM for the caller. The sweep touches only the frame structs, never
+ * the page memory.
+ */
+#include "pg_int.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <string.h>
+#include <sys/uio.h>
+
+static inline uint64_t pg_hash_slot(const struct pg *p, uint64_t pgno)
+{
+  return ((pgno * 0x9e3779b97f4a7c15ull) >> 29) & p->bucket_mask;
+}
+
+struct pg_frame *pg_hash_find(const struct pg *p, uint64_t pgno)
+{
+  struct pg_frame *f = p->buckets[pg_hash_slot(p, pgno)];
+  while (f && f->pgno != pgno)
+    f = f->hnext;
+  return f;
+}
+
+void pg_hash_insert(struct pg *p, struct pg_frame *f)
+{
+  JDB_DEBUG_ASSERT(pg_hash_find(p, f->pgno) == NULL);
+  struct pg_frame **b = &p->buckets[pg_hash_slot(p, f->pgno)];
+  f->hnext = *b;
+  *b = f;
+}
+
+void pg_hash_remove(struct pg *p, struct pg_frame *f)
+{
+  struct pg_frame **pp = &p->buckets[pg_hash_slot(p, f->pgno)];
+  while (*pp && *pp != f)
+    pp = &(*pp)->hnext;
+  JDB_ASSERT(*pp == f);
+  *pp = f->hnext;
+  f->hnext = NULL;
+}
+
+void pg_dirty_add(struct pg *p, struct pg_frame *f)
+{
+  f->lprev = p->dirty.lprev;
+  f->lnext = &p->dirty;
+  p->dirty.lprev->lnext = f;
+  p->dirty.lprev = f;
+  p->ndirty++;
+}
+
+void pg_dirty_remove(struct pg *p, struct pg_frame *f)
+{
+  JDB_ASSERT(p->ndirty > 0);
+  f->lprev->lnext = f->lnext;
+  f->lnext->lprev = f->lprev;
+  f->lnext = f->lprev = NULL;
+  p->ndirty--;
+}
+
+void pg_frame_release(struct pg *p, struct pg_frame *f)
+{
+  JDB_ASSERT(f->state != PG_FRAME_FREE);
+  JDB_ASSERT(f->waiters == NULL);
+  JDB_ASSERT(f->lnext == NULL && f->lprev == NULL);   /* off the dirty list */
+  if (f->state == PG_FRAME_LOADING || f->state == PG_FRAME_RESIDENT ||
+      f->state == PG_FRAME_DIRTY)
+    pg_hash_remove(p, f);
+  f->state = PG_FRAME_FREE;
+  f->pins = 0;
+  f->ref = 0;
+  f->lnext = p->free_frames;
+  p->free_frames = f;
+}
+
+static int pg_frame_evictable(const struct pg_frame *f)
+{
+  return f->state == PG_FRAME_RESIDENT && f->pins == 0;
+}
+
+struct pg_frame *pg_frame_take(struct pg *p)
+{
+  struct pg_frame *f = p->free_frames;
+  if (f) {
+    JDB_ASSERT(f->state == PG_FRAME_FREE);
+    p->free_frames = f->lnext;
+    f->lnext = NULL;
+    return f;
+  }
+  uint32_t n = p->nframes;
+  for (uint64_t step = 0; step < 2ull * n; step++) {
+    f = &p->frames[p->hand];
+    p->hand = p->hand + 1 == n ? 0 : p->hand + 1;
+    if (!pg_frame_evictable(f))
+      continue;
+    if (f->ref) {
+      f->ref = 0;
+      continue;
+    }
+    /* A RESIDENT frame has no I/O in flight and nobody waiting on it. */
+    JDB_ASSERT(f->op.state == FS_OP_IDLE || f->op.state == FS_OP_DONE);
+    JDB_ASSERT(f->waiters == NULL);
+    pg_hash_remove(p, f);
+    f->state = PG_FRAME_FREE;
+    p->stats.evictions++;
+    return f;
+  }
+  return NULL;
+}
+
+void pg_frame_forget(struct pg *p, uint64_t pgno)
+{
+  struct pg_frame *f = pg_hash_find(p, pgno);
+  if (!f)
+    return;
+  /* A page on the reusable list has no reader (pg_reclaim's contract), so no pin and no read. */
+  JDB_ASSERT(f->state == PG_FRAME_RESIDENT);
+  JDB_ASSERT(f->pins == 0);
+  pg_frame_release(p, f);
+}
+
+uint16_t pg_frame_fixed(const struct pg *p, const struct pg_frame *f)
+{
+  return p->fixed ? (uint16_t)(f->idx / PG_FIXED_CHUNK_FRAMES + 1) : 0;
+}
+
+static void pg_frames_register(struct pg *p)
+{
+  unsigned nchunks = (p->nframes + PG_FIXED_CHUNK_FRAMES - 1) / PG_FIXED_CHUNK_FRAMES;
+  struct iovec *iov = mem_calloc(nchunks, sizeof *iov);
+  if (!iov)
+    return;
+  for (unsigned c = 0; c < nchunks; c++) {
+    uint32_t first = c * PG_FIXED_CHUNK_FRAMES;
+    uint32_t n = p->nframes - first < PG_FIXED_CHUNK_FRAMES ? p->nframes - first
+                                                            : PG_FIXED_CHUNK_FRAMES;
+    iov[c].iov_base = p->frames[first].data;
+    iov[c].iov_len = (size_t)n * PG_PAGE;
+  }
+  int rc = fs_ctx_register_buffers(p->ctx, iov, nchunks);
+  mem_free(iov);
+  p->fixed = rc == JDB_OK;
+  if (rc)
+    LOG_DEBUG("%s: frames not registered as fixed buffers (%s)", p->path, jdb_strerror(rc));
+}
+
+int pg_frames_init(struct pg *p)
+{
+  uint32_t n = p->nframes;
+  int rc = mem_arena_init(&p->arena, (size_t)n * PG_PAGE, MEM_ARENA_HUGE_TRY);
+  if (rc)
+    return rc;
+  p->frames = mem_calloc(n, sizeof *p->frames);
+  uint64_t nb = 1;
+  while (nb < 2ull * n)
+    nb <<= 1;
+  p->buckets = mem_calloc(nb, sizeof *p->buckets);
+  if (!p->frames || !p->buckets)
+    return JDB_ENOMEM;
+  p->bucket_mask = nb - 1;
+  for (uint32_t i = 0; i < n; i++) {
+    struct pg_frame *f = &p->frames[i];
+    f->data = mem_arena_alloc(&p->arena, PG_PAGE);
+    JDB_ASSERT(f->data != NULL);
+    /* The registration below covers chunks of consecutive frames with one iovec each. */
+    JDB_ASSERT(f->data == p->frames[0].data + (size_t)i * PG_PAGE);
+    f->pg = p;
+    f->idx = i;
+    f->state = PG_FRAME_FREE;
+  }
+  /* Free list in frame order, so a fresh pg fills frames 0, 1, 2, ... */
+  for (uint32_t i = n; i-- > 0;) {
+    p->frames[i].lnext = p->free_frames;
+    p->free_frames = &p->frames[i];
+  }
+  p->dirty.lnext = p->dirty.lprev = &p->dirty;
+  pg_frames_register(p);
+  return JDB_OK;
+}
+
+void pg_frames_deinit(struct pg *p)
+{
+  if (p->fixed) {
+    /* Drops the ctx's registered set, which is ours unless another unit replaced it since. */
+    int rc = fs_ctx_register_buffers(p->ctx, NULL, 0);
+    if (rc)
+      LOG_WARN("%s: unregistering the frame buffers: %s", p->path, jdb_strerror(rc));
+    p->fixed = 0;
+  }
+  mem_free(p->buckets);
+  p->buckets = NULL;
+  mem_free(p->frames);
+  p->frames = NULL;
+  if (p->arena.base)
+    mem_arena_deinit(&p->arena);
+}

@@ -1,0 +1,162 @@
+/*
+ * pg_int.h - what the files of store/page share: the pg and frame structs, the frame table
+ * (pg_evict.c), the free-page sets and the commit (pg_commit.c). Only store/page includes it.
+ *
+ * Files:
+ *   pg.c         open/close, superblock slots, pin/unpin (the read path and its waits), alloc,
+ *                free, stats, pg_check
+ *   pg_evict.c   frames: the pgno hash table, the free-frame list, CLOCK eviction
+ *   pg_commit.c  the free-page sets, free-list pages (encode/load), pg_commit, pg_reclaim
+ */
+#ifndef JDB_PG_INT_H
+#define JDB_PG_INT_H
+
+#include "pg.h"
+
+#include "fs.h"
+#include "mem.h"
+
+#include <stdint.h>
+
+#define PG_PAGE LAYOUT_PAGE_SIZE
+#define PG_FRAMES_DEF 1024u
+#define PG_FRAMES_MIN 16u
+#define PG_FRAMES_MAX (1u << 26)            /* 256 GiB of frames */
+#define PG_FIXED_CHUNK_FRAMES (1u << 16)    /* frames per registered buffer (256 MiB) */
+#define PG_PAGE_COUNT_MAX (1ull << 40)      /* 4 EiB of pages: far beyond any file we write */
+
+/* Free-list page body (docs/FORMAT.md "Free-list pages"): next pgno, then count entries. */
+#define PG_FL_OFF_NEXT LAYOUT_PAGE_HDR_SIZE
+#define PG_FL_OFF_ENTRIES (LAYOUT_PAGE_HDR_SIZE + 8u)
+#define PG_FL_PER_PAGE ((PG_PAGE - PG_FL_OFF_ENTRIES) / 8u)    /* 507 */
+
+enum pg_frame_state {
+  PG_FRAME_FREE = 0,       /* on the free-frame list, in no hash chain */
+  PG_FRAME_LOADING = 1,    /* read in flight; in the hash; waiters queued on it */
+  PG_FRAME_RESIDENT = 2,   /* verified copy of a committed page; in the hash */
+  PG_FRAME_DIRTY = 3,      /* page of the state being built; in the hash and the dirty list */
+  PG_FRAME_ORPHAN = 4,     /* dropped dirty page still pinned; in no list; FREE at last unpin */
+};
+
+/* A pin waiting for a LOADING frame. Lives on the waiting fiber's (or blocking caller's) stack
+   while it is linked into frame->waiters. */
+struct pg_waiter {
+  struct pg_waiter *next;
+  struct coro *co;         /* the parked fiber, or NULL for a caller polling the ctx */
+  int rc;                  /* result of the read, set with done */
+  int done;
+};
+
+struct pg_frame {
+  struct fs_op op;         /* its read while LOADING, its write during a commit */
+  uint8_t *data;           /* PG_PAGE bytes in the arena; fixed for the frame's life */
+  struct pg *pg;
+  uint64_t pgno;
+  uint32_t pins;
+  uint32_t idx;            /* index in pg->frames */
+  uint8_t state;           /* enum pg_frame_state */
+  uint8_t ref;             /* CLOCK reference bit: set by a pin, cleared by the sweeping hand */
+  struct pg_frame *hnext;  /* hash chain */
+  struct pg_frame *lnext, *lprev;   /* free-frame list (lnext only) or dirty list */
+  struct pg_waiter *waiters;
+};
+
+/* A growable array of page numbers (free-page sets). */
+struct pg_vec {
+  uint64_t *v;
+  size_t len, cap;
+};
+
+/* A page freed by the commit of generation gen (durable once that commit is). */
+struct pg_pending {
+  uint64_t pgno;
+  uint64_t gen;
+};
+
+struct pg {
+  struct fs_ctx *ctx;
+  struct fs_file *file;
+  char *path;
+  struct pg_opts opts;
+
+  struct layout_super sb;          /* the current (durable) superblock */
+  struct layout_super sb_other;    /* what the other slot holds (valid if sb_other_ok) */
+  int sb_other_ok;
+  uint64_t page_count;             /* high-water mark of the state being built */
+  int poisoned;                    /* JDB_E* of the commit that failed, or 0 */
+  int committing;
+
+  /* Frames (pg_evict.c). */
+  struct mem_arena arena;
+  struct pg_frame *frames;
+  uint32_t nframes;
+  uint32_t hand;                   /* CLOCK hand */
+  struct pg_frame **buckets;
+  uint64_t bucket_mask;
+  struct pg_frame *free_frames;    /* FREE frames, through lnext */
+  struct pg_frame dirty;           /* sentinel of the DIRTY list (lnext/lprev) */
+  uint32_t ndirty;
+  int fixed;                       /* frames registered as fixed buffers with the ctx */
+
+  /* Free pages (pg_commit.c). ready: reusable now, popped from the end. pending: FIFO of pages
+     freed by commits not yet reclaimable, generations nondecreasing from pend_head. chain: the
+     free-list pages the current superblock references. The persisted free set is ready plus
+     pending; fl_dirty says it changed since the current superblock. */
+  struct pg_vec ready;
+  struct pg_pending *pend;
+  size_t pend_head, pend_len, pend_cap;   /* live entries are [pend_head, pend_len) */
+  struct pg_vec chain;
+  int fl_dirty;
+  uint64_t leaked;                 /* freed pages dropped because memory ran out */
+
+  /* Commit I/O: the superblock page, the syncs, the free-list pages being written. */
+  uint8_t *sb_buf;
+  struct fs_op sb_op, sb_sync_op, data_sync_op;
+  uint8_t *fl_buf;                 /* fl_cap pages */
+  struct fs_op *fl_ops;
+  uint64_t *fl_pgnos;
+  size_t fl_cap;
+
+  struct pg_stats stats;
+};
+
+/* An op the backend still owns (its buffer is lent out). */
+static inline int pg_op_busy(const struct fs_op *op)
+{
+  return op->state != FS_OP_IDLE && op->state != FS_OP_DONE;
+}
+
+/* pg.c */
+/* fs_submit, falling back from fixed buffers if the ctx's registered set was replaced. */
+int pg_op_submit(struct pg *p, struct fs_op *op);
+
+/* pg_evict.c */
+int pg_frames_init(struct pg *p);
+void pg_frames_deinit(struct pg *p);
+struct pg_frame *pg_hash_find(const struct pg *p, uint64_t pgno);
+void pg_hash_insert(struct pg *p, struct pg_frame *f);
+void pg_hash_remove(struct pg *p, struct pg_frame *f);
+/* A FREE frame (from the free list, else by evicting an unpinned RESIDENT one), out of every
+   list; NULL when none can be had. */
+struct pg_frame *pg_frame_take(struct pg *p);
+/* Back to FREE: out of the hash (if in it) and onto the free-frame list. */
+void pg_frame_release(struct pg *p, struct pg_frame *f);
+void pg_dirty_add(struct pg *p, struct pg_frame *f);
+void pg_dirty_remove(struct pg *p, struct pg_frame *f);
+/* Forget a clean cached copy of a page that is about to be rewritten (taken from the free list
+   for a free-list page): release its frame if unpinned. */
+void pg_frame_forget(struct pg *p, uint64_t pgno);
+/* fixed_buf value for an op on this frame's data (0 when not registered). */
+uint16_t pg_frame_fixed(const struct pg *p, const struct pg_frame *f);
+
+/* pg_commit.c */
+int pg_vec_push(struct pg_vec *a, uint64_t x);
+void pg_vec_free(struct pg_vec *a);
+/* Append to ready / pending, keeping ready's capacity >= ready + pending (JDB_ENOMEM). */
+int pg_ready_push(struct pg *p, uint64_t pgno);
+int pg_pend_push(struct pg *p, uint64_t pgno, uint64_t gen);
+/* Read and check the free list of p->sb into p->ready / p->chain. */
+int pg_freelist_load(struct pg *p);
+void pg_freelist_deinit(struct pg *p);
+
+#endif

@@ -1,0 +1,1202 @@
+/*
+ * wal.c - the shard log: appending, group commit, segments, replay. See wal.h for the contract.
+ *
+ * Segment file <dir>/NNNNNNNN.log (prepared full of zeros, synced, then renamed into place):
+ *   off  record (infra/layout frame; docs/FORMAT.md "Log records")
+ *     0  SEG   payload: u32 segment number, u32 zero, u64 created seconds
+ *     .  BATCH records, PAD records
+ *     .  END   (PAD with WAL_PAD_END): the writer moved to segment number + 1 after this record
+ *              was durable
+ *   zeros up to the file's end (never-written space)
+ *
+ * BATCH payload (all integers LE, varint = unsigned LEB128):
+ *   u64 table id, u64 seq, u64 commit seconds, varint nops, then per op:
+ *   u8 kind (1 PUT inline, 2 DEL, 3 PUT out of line), varint klen, key bytes,
+ *   PUT inline: varint vlen, value bytes
+ *   PUT out of line: varint vlen, u32 layout_cksum(value), value bytes   <- a wal_vref points at
+ *                                                                          the checksum
+ *
+ * Writer: records are encoded into the active buffer (durable_pos stamped with the position an
+ * fdatasync had completed at that moment). A flush hands the active buffer to the kernel as one
+ * write (the other buffer becomes active), with a linked fdatasync when a durable waiter wants
+ * one; at most one flush is in flight, so appends made meanwhile are batched into the next one
+ * (group commit). A flush completes when all its ops have (CQEs of a chain may arrive in any
+ * order), then wakes the waiters.
+ *
+ * Invariants:
+ *   durable_pos <= written_pos <= append_pos; all three in the current segment or at its start.
+ *   bufs[active] holds [append_pos - len, append_pos); the in-flight buffer ends where it starts.
+ *   Both buffers only ever hold bytes of the current segment (a roll waits for the END record to
+ *   be durable before the next segment exists).
+ *   poison != 0: no write is ever issued again.
+ */
+#include "wal.h"
+
+#include "clock.h"
+#include "coro.h"
+#include "err.h"
+#include "fs.h"
+#include "log.h"
+#include "mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAL_SEG_REC_LEN (LOG_REC_HDR_SIZE + 16u)
+#define WAL_END_REC_LEN LOG_REC_HDR_SIZE
+#define WAL_OP_PUT_SEP 3
+#define WAL_READ_CHUNK (1u << 20)
+#define WAL_ZERO_CHUNK (1u << 20)
+#define WAL_SPARES_MAX 2
+#define WAL_READ_FILES 8
+
+struct wal_buf {
+  uint8_t *p;
+  size_t cap, len;
+};
+
+struct wal_waiter {
+  struct coro *c;
+  struct wal_waiter *next;
+};
+
+struct wal_rfile {                /* cached read handle of an older segment */
+  uint32_t seg;
+  struct fs_file *f;
+  uint64_t size;
+  uint64_t used;
+};
+
+struct wal {
+  struct fs_ctx *ctx;
+  char *dir;
+  struct wal_opts o;
+  uint32_t *segs;                 /* existing segments, ascending */
+  size_t nsegs, cap_segs;
+  unsigned nspares;
+  int replayed;
+  /* current segment */
+  uint32_t cur_seg;
+  struct fs_file *cur_f;
+  uint64_t cur_size;
+  /* positions */
+  uint64_t append_pos, written_pos, durable_pos;
+  uint64_t sync_target;           /* a durable waiter wants everything before this */
+  /* buffers and the flush in flight */
+  struct wal_buf bufs[2];
+  int active;
+  int flushing;
+  unsigned flush_ops_left;
+  int flush_sync;
+  uint64_t flush_end;
+  struct fs_op op_write, op_sync;
+  struct wal_waiter *waiters;
+  /* A roll in progress (other fibers' appends wait in gate_*, first come first served). */
+  int rolling;
+  struct wal_waiter *gate_head, *gate_tail;
+  int poison;
+  struct wal_rfile rfiles[WAL_READ_FILES];
+  uint64_t rfile_clock;
+  struct wal_stats st;
+};
+
+/* ------------------------------------------------------------------------------------------- */
+/* Names and the segment list */
+
+static void wal_seg_path(const struct wal *w, uint32_t seg, char *buf, size_t cap)
+{
+  snprintf(buf, cap, "%s/%08u.log", w->dir, seg);
+}
+
+static void wal_spare_path(const struct wal *w, unsigned i, char *buf, size_t cap)
+{
+  snprintf(buf, cap, "%s/spare-%u.log", w->dir, i);
+}
+
+static int wal_segs_add(struct wal *w, uint32_t seg)
+{
+  if (w->nsegs == w->cap_segs) {
+    size_t cap = w->cap_segs ? w->cap_segs * 2 : 16;
+    uint32_t *p = mem_realloc(w->segs, cap * sizeof *p);
+    if (!p)
+      return JDB_ENOMEM;
+    w->segs = p;
+    w->cap_segs = cap;
+  }
+  size_t i = w->nsegs;
+  while (i > 0 && w->segs[i - 1] > seg) {
+    w->segs[i] = w->segs[i - 1];
+    i--;
+  }
+  w->segs[i] = seg;
+  w->nsegs++;
+  return JDB_OK;
+}
+
+static void wal_segs_remove(struct wal *w, uint32_t seg)
+{
+  for (size_t i = 0; i < w->nsegs; i++)
+    if (w->segs[i] == seg) {
+      memmove(&w->segs[i], &w->segs[i + 1], (w->nsegs - i - 1) * sizeof *w->segs);
+      w->nsegs--;
+      return;
+    }
+}
+
+static int wal_scan_dir(struct wal *w)
+{
+  DIR *d = opendir(w->dir);
+  if (!d)
+    return err_from_errno(-errno);
+  struct dirent *e;
+  int rc = JDB_OK;
+  while (rc == JDB_OK && (e = readdir(d)) != NULL) {
+    unsigned seg, n = 0;
+    char tail[8];
+    if (sscanf(e->d_name, "%8u%7s%n", &seg, tail, (int *)&n) == 2 && strcmp(tail, ".log") == 0 &&
+        strlen(e->d_name) == 12 && seg > 0 && seg <= LOG_SEG_MAX)
+      rc = wal_segs_add(w, seg);
+    else if (strncmp(e->d_name, "spare-", 6) == 0)
+      w->nspares++;
+  }
+  closedir(d);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Open / close */
+
+int wal_open(struct fs_ctx *ctx, const char *dir, const struct wal_opts *opts, struct wal **out)
+{
+  if (!out)
+    return JDB_EINVAL;
+  *out = NULL;
+  if (!ctx || !dir || !*dir)
+    return JDB_EINVAL;
+  struct wal_opts o = {.segment_bytes = 64ull << 20, .inline_max = 256};
+  if (opts) {
+    if (opts->segment_bytes)
+      o.segment_bytes = opts->segment_bytes;
+    o.inline_max = opts->inline_max ? opts->inline_max : o.inline_max;
+  }
+  if (o.segment_bytes < (1u << 20) || o.segment_bytes > (1ull << 38))
+    return JDB_EINVAL;
+  o.segment_bytes = (o.segment_bytes + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+  int rc = fs_mkdir(ctx, dir);
+  if (rc)
+    return rc;
+  struct wal *w = mem_calloc(1, sizeof *w);
+  if (!w)
+    return JDB_ENOMEM;
+  w->ctx = ctx;
+  w->o = o;
+  w->dir = strdup(dir);
+  if (!w->dir) {
+    mem_free(w);
+    return JDB_ENOMEM;
+  }
+  rc = wal_scan_dir(w);
+  if (rc) {
+    wal_close(w);
+    return rc;
+  }
+  *out = w;
+  return JDB_OK;
+}
+
+static void wal_rfiles_close(struct wal *w)
+{
+  for (int i = 0; i < WAL_READ_FILES; i++)
+    if (w->rfiles[i].f) {
+      fs_file_close(w->ctx, w->rfiles[i].f);
+      w->rfiles[i].f = NULL;
+    }
+}
+
+void wal_close(struct wal *w)
+{
+  if (!w)
+    return;
+  while (w->flushing)
+    fs_poll(w->ctx, 1);
+  if (w->cur_f)
+    fs_file_close(w->ctx, w->cur_f);
+  wal_rfiles_close(w);
+  for (int i = 0; i < 2; i++)
+    mem_free(w->bufs[i].p);
+  mem_free(w->segs);
+  free(w->dir);
+  mem_free(w);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Buffers and encoding */
+
+static int wal_buf_reserve(struct wal_buf *b, size_t more)
+{
+  if (b->len + more <= b->cap)
+    return JDB_OK;
+  size_t cap = b->cap ? b->cap : (1u << 20);
+  while (cap < b->len + more)
+    cap *= 2;
+  uint8_t *p = mem_realloc(b->p, cap);
+  if (!p)
+    return JDB_ENOMEM;
+  b->p = p;
+  b->cap = cap;
+  return JDB_OK;
+}
+
+/* Append a framed record with the given payload writer into the active buffer at append_pos.
+   The payload is written by the caller into the returned space (len - 32 bytes). */
+static uint8_t *wal_rec_begin(struct wal *w, uint32_t len)
+{
+  struct wal_buf *b = &w->bufs[w->active];
+  if (wal_buf_reserve(b, layout_rec_padded(len)))
+    return NULL;
+  return b->p + b->len;
+}
+
+static void wal_rec_end(struct wal *w, uint8_t *rec, uint8_t type, uint8_t flags, uint32_t len)
+{
+  struct wal_buf *b = &w->bufs[w->active];
+  struct layout_rec_hdr h = {.len = len, .type = type, .flags = flags, .pos = w->append_pos,
+                             .durable_pos = w->durable_pos};
+  layout_rec_seal(rec, &h);
+  uint32_t padded = layout_rec_padded(len);
+  b->len += padded;
+  w->append_pos += padded;
+  w->st.records++;
+  w->st.bytes_appended += padded;
+}
+
+static int wal_put_seg_record(struct wal *w)
+{
+  uint8_t *r = wal_rec_begin(w, WAL_SEG_REC_LEN);
+  if (!r)
+    return JDB_ENOMEM;
+  uint8_t *p = r + LOG_REC_HDR_SIZE;
+  le32_put(p, w->cur_seg);
+  le32_put(p + 4, 0);
+  le64_put(p + 8, clock_now_sec());
+  wal_rec_end(w, r, LOG_REC_SEG, 0, WAL_SEG_REC_LEN);
+  return JDB_OK;
+}
+
+/* Encoded size of a batch, or 0 if an op is invalid. */
+static uint64_t wal_batch_size(const struct wal *w, const struct wal_op *ops, uint32_t nops)
+{
+  uint64_t n = LOG_REC_HDR_SIZE + 24 + varint_len(nops);
+  for (uint32_t i = 0; i < nops; i++) {
+    const struct wal_op *op = &ops[i];
+    if (!op->key || op->klen == 0 || op->klen > WAL_KEY_MAX)
+      return 0;
+    n += 1 + varint_len(op->klen) + op->klen;
+    if (op->kind == WAL_OP_PUT) {
+      if (op->vlen > WAL_VAL_MAX || (op->vlen && !op->val))
+        return 0;
+      n += varint_len(op->vlen) + op->vlen + (op->vlen > w->o.inline_max ? 4 : 0);
+    } else if (op->kind != WAL_OP_DEL) {
+      return 0;
+    }
+  }
+  return n;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Flushing and waiting */
+
+static void wal_wake_all(struct wal *w)
+{
+  struct wal_waiter *q = w->waiters;
+  w->waiters = NULL;
+  while (q) {
+    struct wal_waiter *next = q->next;
+    coro_wake(q->c);
+    q = next;
+  }
+}
+
+static void wal_poison(struct wal *w, int err, const char *what)
+{
+  if (!w->poison) {
+    LOG_ERROR("log %s/%08u.log: %s failed (%s); refusing further writes", w->dir, w->cur_seg,
+              what, jdb_strerror(err));
+    w->poison = err;
+  }
+}
+
+static void wal_flush_done(struct fs_op *op)
+{
+  struct wal *w = op->udata;
+  if (--w->flush_ops_left > 0)
+    return;   /* the other op of the chain is still out (CQEs may come in any order) */
+  int rw = fs_op_error(&w->op_write), rs = w->flush_sync ? fs_op_error(&w->op_sync) : JDB_OK;
+  struct wal_buf *b = &w->bufs[!w->active];
+  if (rw)
+    wal_poison(w, rw, "write");
+  else if (rs)
+    wal_poison(w, rs == JDB_ENOSPC ? JDB_ENOSPC : JDB_EIO, "fdatasync");
+  if (!w->poison) {
+    w->written_pos = w->flush_end;
+    if (w->flush_sync)
+      w->durable_pos = w->flush_end;
+    w->st.bytes_written += b->len;
+  }
+  b->len = 0;
+  w->flushing = 0;
+  wal_wake_all(w);
+  /* Waiters that arrived during this flush are served by the next one right away. */
+  if (!w->poison && (w->sync_target > w->durable_pos || w->bufs[w->active].len))
+    wal_flush(w);
+}
+
+int wal_flush(struct wal *w)
+{
+  if (!w)
+    return JDB_EINVAL;
+  if (w->poison)
+    return w->poison;
+  if (w->flushing || !w->replayed)
+    return JDB_OK;
+  struct wal_buf *b = &w->bufs[w->active];
+  uint64_t start = w->append_pos - b->len;
+  int want_sync = w->sync_target > w->durable_pos;
+  if (!b->len && !(want_sync && w->written_pos > w->durable_pos))
+    return JDB_OK;
+  JDB_ASSERT(start == w->written_pos);
+  w->active = !w->active;
+  JDB_ASSERT(w->bufs[w->active].len == 0);
+  w->flushing = 1;
+  w->flush_sync = want_sync;
+  w->flush_end = w->append_pos;
+  fs_op_prep_sync(&w->op_sync, w->cur_f, 0);
+  w->op_sync.done = wal_flush_done;
+  w->op_sync.udata = w;
+  int rc;
+  if (b->len) {
+    JDB_ASSERT(b->len <= UINT32_MAX);
+    fs_op_prep_write(&w->op_write, w->cur_f, b->p, (uint32_t)b->len, LOG_POS_OFF(start));
+    w->op_write.done = wal_flush_done;
+    w->op_write.udata = w;
+    w->st.writes++;
+    if (want_sync) {
+      struct fs_op *chain[2] = {&w->op_write, &w->op_sync};
+      w->flush_ops_left = 2;
+      w->st.syncs++;
+      rc = fs_submit_chain(w->ctx, chain, 2);
+    } else {
+      w->flush_ops_left = 1;
+      rc = fs_submit(w->ctx, &w->op_write);
+    }
+  } else {
+    /* Everything is written; only the fdatasync is missing. */
+    w->op_write.result = 0;
+    w->op_write.state = FS_OP_DONE;
+    w->flush_ops_left = 1;
+    w->st.syncs++;
+    rc = fs_submit(w->ctx, &w->op_sync);
+  }
+  JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
+  return JDB_OK;
+}
+
+static int wal_reached(const struct wal *w, uint64_t end, int level)
+{
+  return level == WAL_DURABLE ? w->durable_pos >= end : w->written_pos >= end;
+}
+
+int wal_wait(struct wal *w, uint64_t end, int level)
+{
+  if (!w || (level != WAL_WRITTEN && level != WAL_DURABLE))
+    return JDB_EINVAL;
+  if (end > w->append_pos)
+    return JDB_EINVAL;
+  for (;;) {
+    if (wal_reached(w, end, level))
+      return JDB_OK;
+    if (w->poison)
+      return w->poison;
+    if (level == WAL_DURABLE && w->sync_target < end)
+      w->sync_target = end;
+    int rc = wal_flush(w);
+    if (rc)
+      return rc;
+    if (coro_self()) {
+      struct wal_waiter me = {.c = coro_self(), .next = w->waiters};
+      w->waiters = &me;
+      coro_park();
+      /* coro_park may return early (a wake from elsewhere): then we are still linked, and
+         must not stay in the list once this frame is gone. */
+      for (struct wal_waiter **pp = &w->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == &me) {
+          *pp = me.next;
+          break;
+        }
+    } else {
+      JDB_ASSERT(w->flushing);
+      rc = fs_poll(w->ctx, 1);
+      if (rc < 0)
+        return rc;
+    }
+  }
+}
+
+int wal_sync(struct wal *w)
+{
+  if (!w)
+    return JDB_EINVAL;
+  return wal_wait(w, w->append_pos, WAL_DURABLE);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Segments: preparing, rolling, dropping */
+
+/* A new segment file full of zeros (or a recycled spare, whose blocks are already written and
+   whose old records carry other segment numbers), synced and renamed into place, then opened
+   for buffered writing as the current segment. */
+static int wal_seg_create(struct wal *w, uint32_t seg, uint64_t size)
+{
+  char path[4096], tmp[4200];
+  wal_seg_path(w, seg, path, sizeof path);
+  int rc;
+  if (w->nspares > 0) {
+    char sp[4096];
+    wal_spare_path(w, w->nspares - 1, sp, sizeof sp);
+    struct fs_file *f;
+    uint64_t have = 0;
+    rc = fs_file_open(w->ctx, sp, 0, &f);
+    if (rc == JDB_OK) {
+      fs_file_size(w->ctx, f, &have);
+      fs_file_close(w->ctx, f);
+    }
+    w->nspares--;
+    if (rc == JDB_OK && have >= size) {
+      rc = fs_rename(w->ctx, sp, path);
+      if (rc == JDB_OK) {
+        w->st.segments_reused++;
+        size = have;
+        goto opened;
+      }
+    }
+    fs_unlink(w->ctx, sp);
+  }
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  fs_unlink(w->ctx, tmp);
+  struct fs_file *f;
+  rc = fs_file_open(w->ctx, tmp, FS_O_CREATE | FS_O_DIRECT, &f);
+  if (rc)
+    return rc;
+  void *zero = mem_buf_get(WAL_ZERO_CHUNK);
+  if (!zero) {
+    fs_file_close(w->ctx, f);
+    return JDB_ENOMEM;
+  }
+  memset(zero, 0, WAL_ZERO_CHUNK);
+  for (uint64_t off = 0; rc == JDB_OK && off < size; off += WAL_ZERO_CHUNK)
+    rc = fs_write(w->ctx, f, zero, WAL_ZERO_CHUNK, off);
+  mem_buf_put(zero, WAL_ZERO_CHUNK);
+  if (rc == JDB_OK)
+    rc = fs_sync(w->ctx, f);
+  fs_file_close(w->ctx, f);
+  if (rc == JDB_OK)
+    rc = fs_rename(w->ctx, tmp, path);
+  if (rc) {
+    fs_unlink(w->ctx, tmp);
+    return rc;
+  }
+  w->st.segments_created++;
+opened:
+  rc = fs_file_open(w->ctx, path, 0, &w->cur_f);
+  if (rc)
+    return rc;
+  rc = wal_segs_add(w, seg);
+  if (rc)
+    return rc;
+  w->cur_seg = seg;
+  w->cur_size = size;
+  w->append_pos = w->written_pos = w->durable_pos = LOG_POS(seg, 0);
+  return wal_put_seg_record(w);
+}
+
+/* Appends that other fibers make while a roll is parked (waiting for its END record to be
+   durable, or creating the next segment) wait here: a record placed after the END would never
+   be replayed, and its write could still be in flight when the roll closes the file. They go on
+   in arrival order, so the log keeps the order in which appends were called. Returns the poison
+   error (JDB_OK if none). */
+static int wal_gate(struct wal *w)
+{
+  if (!w->rolling && !w->gate_head)
+    return w->poison;
+  /* Only a fiber can find a roll in progress: a roll outside fibers blocks the thread. */
+  JDB_ASSERT(coro_self() != NULL);
+  struct wal_waiter me = {.c = coro_self(), .next = NULL};
+  if (w->gate_tail)
+    w->gate_tail->next = &me;
+  else
+    w->gate_head = &me;
+  w->gate_tail = &me;
+  while (w->rolling || w->gate_head != &me)
+    coro_park();
+  w->gate_head = me.next;
+  if (!w->gate_head)
+    w->gate_tail = NULL;
+  else
+    coro_wake(w->gate_head->c);   /* it runs after this append (or parks again on a roll) */
+  return w->poison;
+}
+
+static int wal_roll_locked(struct wal *w, uint64_t need);
+
+/* End the current segment and start the next, sized for at least `need` more bytes. */
+static int wal_roll(struct wal *w, uint64_t need)
+{
+  w->rolling = 1;
+  int rc = wal_roll_locked(w, need);
+  w->rolling = 0;
+  if (w->gate_head)
+    coro_wake(w->gate_head->c);
+  return rc;
+}
+
+static int wal_roll_locked(struct wal *w, uint64_t need)
+{
+  uint8_t *r = wal_rec_begin(w, WAL_END_REC_LEN);
+  if (!r)
+    return JDB_ENOMEM;
+  wal_rec_end(w, r, LOG_REC_PAD, WAL_PAD_END, WAL_END_REC_LEN);
+  /* The next segment may exist only once this one is durable through its END: then a segment's
+     existence implies every earlier one is whole, and replay can follow the chain. */
+  int rc = wal_sync(w);
+  if (rc)
+    return rc;
+  if (w->cur_seg == LOG_SEG_MAX) {
+    wal_poison(w, JDB_ENOSPC, "segment numbering");
+    return JDB_ENOSPC;
+  }
+  fs_file_close(w->ctx, w->cur_f);
+  w->cur_f = NULL;
+  uint64_t size = w->o.segment_bytes;
+  uint64_t min = need + WAL_SEG_REC_LEN + WAL_END_REC_LEN;
+  if (min > size)
+    size = (min + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+  rc = wal_seg_create(w, w->cur_seg + 1, size);
+  if (rc)
+    wal_poison(w, rc, "creating the next segment");
+  return rc;
+}
+
+int wal_segment_drop(struct wal *w, uint32_t seg)
+{
+  if (!w || !w->replayed || seg >= w->cur_seg)
+    return JDB_EINVAL;
+  int found = 0;
+  for (size_t i = 0; i < w->nsegs; i++)
+    found |= w->segs[i] == seg;
+  if (!found)
+    return JDB_NOTFOUND;
+  for (int i = 0; i < WAL_READ_FILES; i++)
+    if (w->rfiles[i].f && w->rfiles[i].seg == seg) {
+      fs_file_close(w->ctx, w->rfiles[i].f);
+      w->rfiles[i].f = NULL;
+    }
+  char path[4096];
+  wal_seg_path(w, seg, path, sizeof path);
+  int rc;
+  if (w->nspares < WAL_SPARES_MAX) {
+    char sp[4096];
+    wal_spare_path(w, w->nspares, sp, sizeof sp);
+    rc = fs_rename(w->ctx, path, sp);
+    if (rc == JDB_OK)
+      w->nspares++;
+  } else {
+    rc = fs_unlink(w->ctx, path);
+  }
+  if (rc == JDB_OK)
+    wal_segs_remove(w, seg);
+  return rc;
+}
+
+size_t wal_segments(const struct wal *w, uint32_t *segs, size_t cap)
+{
+  for (size_t i = 0; i < w->nsegs && i < cap; i++)
+    segs[i] = w->segs[i];
+  return w->nsegs;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Appending */
+
+int wal_append(struct wal *w, uint64_t table_id, uint64_t seq, uint64_t ts_sec,
+               const struct wal_op *ops, uint32_t nops, struct wal_vref *vrefs, uint64_t *end)
+{
+  if (!w || !ops || nops == 0)
+    return JDB_EINVAL;
+  if (!w->replayed)
+    return JDB_EINVAL;
+  if (w->poison)
+    return w->poison;
+  uint64_t len = wal_batch_size(w, ops, nops);
+  if (len == 0 || len > LOG_REC_LEN_MAX)
+    return JDB_EINVAL;
+  int rc = wal_gate(w);
+  if (rc)
+    return rc;
+  uint64_t padded = layout_rec_padded((uint32_t)len);
+  if (LOG_POS_OFF(w->append_pos) + padded + WAL_END_REC_LEN > w->cur_size) {
+    rc = wal_roll(w, padded);
+    if (rc)
+      return rc;
+  }
+  uint8_t *r = wal_rec_begin(w, (uint32_t)len);
+  if (!r)
+    return JDB_ENOMEM;
+  uint8_t *p = r + LOG_REC_HDR_SIZE;
+  le64_put(p, table_id);
+  le64_put(p + 8, seq);
+  le64_put(p + 16, ts_sec);
+  p += 24;
+  p += varint_put(p, nops);
+  for (uint32_t i = 0; i < nops; i++) {
+    const struct wal_op *op = &ops[i];
+    int sep = op->kind == WAL_OP_PUT && op->vlen > w->o.inline_max;
+    *p++ = (uint8_t)(sep ? WAL_OP_PUT_SEP : op->kind);
+    p += varint_put(p, op->klen);
+    memcpy(p, op->key, op->klen);
+    p += op->klen;
+    if (vrefs)
+      vrefs[i] = (struct wal_vref){0, 0};
+    if (op->kind != WAL_OP_PUT)
+      continue;
+    p += varint_put(p, op->vlen);
+    if (sep) {
+      uint64_t at = w->append_pos + (uint64_t)(p - r);
+      le32_put(p, layout_cksum(op->val, op->vlen));
+      p += 4;
+      if (vrefs)
+        vrefs[i] = (struct wal_vref){at, op->vlen};
+    }
+    if (op->vlen)
+      memcpy(p, op->val, op->vlen);
+    p += op->vlen;
+  }
+  JDB_ASSERT((uint64_t)(p - r) == len);
+  wal_rec_end(w, r, LOG_REC_BATCH, 0, (uint32_t)len);
+  if (end)
+    *end = w->append_pos;
+  return JDB_OK;
+}
+
+int wal_append_record(struct wal *w, uint8_t type, const void *payload, uint32_t len,
+                      uint64_t *pos, uint64_t *end)
+{
+  if (!w || (len && !payload) || type != LOG_REC_MOVE)
+    return JDB_EINVAL;
+  if (!w->replayed)
+    return JDB_EINVAL;
+  if (w->poison)
+    return w->poison;
+  uint64_t total = (uint64_t)len + LOG_REC_HDR_SIZE;
+  if (total > LOG_REC_LEN_MAX)
+    return JDB_EINVAL;
+  int rc = wal_gate(w);
+  if (rc)
+    return rc;
+  uint64_t padded = layout_rec_padded((uint32_t)total);
+  if (LOG_POS_OFF(w->append_pos) + padded + WAL_END_REC_LEN > w->cur_size) {
+    rc = wal_roll(w, padded);
+    if (rc)
+      return rc;
+  }
+  uint8_t *r = wal_rec_begin(w, (uint32_t)total);
+  if (!r)
+    return JDB_ENOMEM;
+  if (len)
+    memcpy(r + LOG_REC_HDR_SIZE, payload, len);
+  if (pos)
+    *pos = w->append_pos;
+  wal_rec_end(w, r, type, 0, (uint32_t)total);
+  if (end)
+    *end = w->append_pos;
+  return JDB_OK;
+}
+
+uint64_t wal_append_pos(const struct wal *w) { return w->append_pos; }
+uint64_t wal_written_pos(const struct wal *w) { return w->written_pos; }
+uint64_t wal_durable_pos(const struct wal *w) { return w->durable_pos; }
+
+void wal_stats_get(const struct wal *w, struct wal_stats *out)
+{
+  *out = w->st;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Batch decoding (untrusted) */
+
+int wal_batch_open(const struct wal_rec *rec, struct wal_batch *b)
+{
+  memset(b, 0, sizeof *b);
+  if (rec->type != LOG_REC_BATCH)
+    return JDB_CORRUPT("log batch type", rec->pos);
+  codec_rd_init(&b->rd, rec->payload, rec->len);
+  b->table_id = codec_rd_u64(&b->rd);
+  b->seq = codec_rd_u64(&b->rd);
+  b->ts_sec = codec_rd_u64(&b->rd);
+  uint64_t n = codec_rd_varint(&b->rd);
+  if (b->rd.err || n == 0 || n > rec->len)
+    return JDB_CORRUPT("log batch header", rec->pos);
+  b->nops = (uint32_t)n;
+  b->rec_pos = rec->pos;
+  b->payload_off = LOG_REC_HDR_SIZE;
+  return JDB_OK;
+}
+
+int wal_batch_next(struct wal_batch *b, struct wal_op_view *op)
+{
+  memset(op, 0, sizeof *op);
+  if (b->next_op == b->nops) {
+    if (b->rd.off != b->rd.len)
+      return JDB_CORRUPT("log batch trailing bytes", b->rec_pos);
+    return JDB_NOTFOUND;
+  }
+  uint8_t kind = codec_rd_u8(&b->rd);
+  uint64_t klen = codec_rd_varint(&b->rd);
+  if (b->rd.err || klen == 0 || klen > WAL_KEY_MAX ||
+      (kind != WAL_OP_PUT && kind != WAL_OP_DEL && kind != WAL_OP_PUT_SEP))
+    return JDB_CORRUPT("log batch op", b->rec_pos);
+  op->key = codec_rd_bytes(&b->rd, klen);
+  op->klen = (uint32_t)klen;
+  op->kind = kind == WAL_OP_DEL ? WAL_OP_DEL : WAL_OP_PUT;
+  if (kind != WAL_OP_DEL) {
+    uint64_t vlen = codec_rd_varint(&b->rd);
+    if (b->rd.err || vlen > WAL_VAL_MAX)
+      return JDB_CORRUPT("log batch value length", b->rec_pos);
+    if (kind == WAL_OP_PUT_SEP) {
+      uint64_t at = b->rec_pos + b->payload_off + b->rd.off;
+      uint32_t ck = codec_rd_u32(&b->rd);
+      op->val = codec_rd_bytes(&b->rd, vlen);
+      if (b->rd.err || vlen == 0 || layout_cksum(op->val, vlen) != ck)
+        return JDB_CORRUPT("log value", b->rec_pos);
+      op->vref = (struct wal_vref){at, (uint32_t)vlen};
+    } else {
+      op->val = codec_rd_bytes(&b->rd, vlen);
+    }
+    op->vlen = (uint32_t)vlen;
+  }
+  if (b->rd.err)
+    return JDB_CORRUPT("log batch op bytes", b->rec_pos);
+  b->next_op++;
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Reading */
+
+static int wal_rfile_get(struct wal *w, uint32_t seg, struct fs_file **f, uint64_t *size)
+{
+  int victim = 0;
+  for (int i = 0; i < WAL_READ_FILES; i++) {
+    if (w->rfiles[i].f && w->rfiles[i].seg == seg) {
+      w->rfiles[i].used = ++w->rfile_clock;
+      *f = w->rfiles[i].f;
+      *size = w->rfiles[i].size;
+      return JDB_OK;
+    }
+    /* An empty slot wins; else the least recently used. */
+    if (w->rfiles[victim].f && (!w->rfiles[i].f || w->rfiles[i].used < w->rfiles[victim].used))
+      victim = i;
+  }
+  struct wal_rfile *r = &w->rfiles[victim];
+  if (r->f) {
+    fs_file_close(w->ctx, r->f);
+    r->f = NULL;
+  }
+  char path[4096];
+  wal_seg_path(w, seg, path, sizeof path);
+  int rc = fs_file_open(w->ctx, path, FS_O_RDONLY, &r->f);
+  if (rc)
+    return rc == JDB_NOTFOUND ? JDB_CORRUPT("log reference to a missing segment", seg) : rc;
+  rc = fs_file_size(w->ctx, r->f, &r->size);
+  if (rc) {
+    fs_file_close(w->ctx, r->f);
+    r->f = NULL;
+    return rc;
+  }
+  r->seg = seg;
+  r->used = ++w->rfile_clock;
+  *f = r->f;
+  *size = r->size;
+  return JDB_OK;
+}
+
+int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len)
+{
+  uint32_t seg = LOG_POS_SEG(pos);
+  uint64_t off = LOG_POS_OFF(pos);
+  if (len == 0)
+    return JDB_OK;
+  if (seg == w->cur_seg && w->cur_f) {
+    if (off + len > LOG_POS_OFF(w->append_pos))
+      return JDB_CORRUPT("log reference past the log end", pos);
+    /* [.., written_pos) is in the file, [written_pos, ac_start) in the buffer being written,
+       [ac_start, append_pos) in the active buffer; a range may span them. The buffered parts
+       are copied first: the file read may park this fiber, and meanwhile the flush in flight
+       can complete and its buffer be reused. */
+    const struct wal_buf *fl = &w->bufs[!w->active], *ac = &w->bufs[w->active];
+    uint64_t mem_start = w->written_pos, ac_start = w->append_pos - ac->len;
+    uint64_t end = pos + len;
+    uint8_t *d = dst;
+    for (uint64_t at = pos > mem_start ? pos : mem_start; at < end;) {
+      uint64_t stop = at < ac_start ? (end < ac_start ? end : ac_start) : end;
+      const uint8_t *src = at < ac_start ? fl->p + (at - mem_start) : ac->p + (at - ac_start);
+      memcpy(d + (at - pos), src, (size_t)(stop - at));
+      at = stop;
+    }
+    if (pos >= mem_start)
+      return JDB_OK;
+    uint32_t n = (uint32_t)((end < mem_start ? end : mem_start) - pos), got = 0;
+    int rc = fs_read(w->ctx, w->cur_f, d, n, off, &got);
+    return rc ? rc : got == n ? JDB_OK : JDB_CORRUPT("short log segment", pos);
+  }
+  struct fs_file *f;
+  uint64_t size;
+  int rc = wal_rfile_get(w, seg, &f, &size);
+  if (rc)
+    return rc;
+  if (off + len > size || off + len < off)
+    return JDB_CORRUPT("log reference past the segment end", pos);
+  uint32_t got = 0;
+  rc = fs_read(w->ctx, f, dst, len, off, &got);
+  return rc ? rc : got == len ? JDB_OK : JDB_CORRUPT("short log segment", pos);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Replay */
+
+/* A sliding window over one segment file, for sequential record parsing. */
+struct wal_win {
+  struct fs_file *f;
+  uint64_t size;       /* file size */
+  uint8_t *buf;
+  size_t cap;
+  uint64_t base;       /* file offset of buf[0] */
+  size_t len;          /* valid bytes in buf */
+};
+
+/* Make [off, off + n) available in the window (n may be cut short by the end of the file).
+   Returns a pointer to off and sets *avail. */
+static int wal_win_get(struct fs_ctx *ctx, struct wal_win *wn, uint64_t off, size_t n,
+                       const uint8_t **p, size_t *avail)
+{
+  if (off >= wn->size) {
+    *p = NULL;
+    *avail = 0;
+    return JDB_OK;
+  }
+  if (off + n > wn->size)
+    n = (size_t)(wn->size - off);
+  if (!(off >= wn->base && off + n <= wn->base + wn->len)) {
+    size_t want = n > WAL_READ_CHUNK ? n : WAL_READ_CHUNK;
+    if (off + want > wn->size)
+      want = (size_t)(wn->size - off);
+    if (want > wn->cap) {
+      uint8_t *q = mem_realloc(wn->buf, want);
+      if (!q)
+        return JDB_ENOMEM;
+      wn->buf = q;
+      wn->cap = want;
+    }
+    uint32_t got = 0;
+    int rc = fs_read(ctx, wn->f, wn->buf, (uint32_t)want, off, &got);
+    if (rc)
+      return rc;
+    wn->base = off;
+    wn->len = got;
+    if (got < n)
+      n = got;
+  }
+  *p = wn->buf + (off - wn->base);
+  *avail = (size_t)(wn->base + wn->len - off);
+  return JDB_OK;
+}
+
+/* Try to read a whole valid record at off in seg. JDB_OK with *h filled, JDB_NOTFOUND if no
+   valid record is there (quietly: the caller decides whether that is a tail or corruption). */
+static int wal_rec_at(struct fs_ctx *ctx, struct wal_win *wn, uint32_t seg, uint64_t off,
+                      struct layout_rec_hdr *h, const uint8_t **rec)
+{
+  const uint8_t *p;
+  size_t avail;
+  int rc = wal_win_get(ctx, wn, off, LOG_REC_HDR_SIZE, &p, &avail);
+  if (rc)
+    return rc;
+  uint64_t pos = LOG_POS(seg, off);
+  /* Cheap filter first: the identity field must name this very position. Zeros and stale
+     records from a recycled file fail here without a log line. */
+  if (avail < LOG_REC_HDR_SIZE || le64_get(p + 16) != pos)
+    return JDB_NOTFOUND;
+  if (layout_rec_peek(p, avail, pos, h) != JDB_OK)
+    return JDB_NOTFOUND;
+  rc = wal_win_get(ctx, wn, off, h->len, &p, &avail);
+  if (rc)
+    return rc;
+  if (layout_rec_open(p, avail, pos, h) != JDB_OK)
+    return JDB_NOTFOUND;
+  *rec = p;
+  return JDB_OK;
+}
+
+/* After the history stopped at stop_pos (a record there failed): is there evidence that it had
+   been acknowledged as durable? Scans the rest of its segment and every later segment for a
+   valid record whose durable_pos lies beyond stop_pos. Also reports the end of the last record
+   with a valid identity after stop_pos in its segment (*stale_end), so it can be zeroed. */
+static int wal_check_tail(struct wal *w, struct wal_win *wn, uint64_t stop_pos, uint64_t *stale_end)
+{
+  uint32_t seg = LOG_POS_SEG(stop_pos);
+  *stale_end = LOG_POS_OFF(stop_pos);
+  for (uint64_t off = LOG_POS_OFF(stop_pos) + LOG_REC_ALIGN; off + LOG_REC_HDR_SIZE <= wn->size;
+       off += LOG_REC_ALIGN) {
+    struct layout_rec_hdr h;
+    const uint8_t *rec;
+    int rc = wal_rec_at(w->ctx, wn, seg, off, &h, &rec);
+    if (rc == JDB_NOTFOUND)
+      continue;
+    if (rc)
+      return rc;
+    if (h.durable_pos > stop_pos) {
+      char path[4096];
+      wal_seg_path(w, seg, path, sizeof path);
+      LOG_ERROR("%s: record at offset %llu is damaged, but the record at %llu says it was "
+                "durable", path, (unsigned long long)LOG_POS_OFF(stop_pos),
+                (unsigned long long)off);
+      return JDB_CORRUPT("acknowledged log record", stop_pos);
+    }
+    *stale_end = off + layout_rec_padded(h.len);
+    off = *stale_end - LOG_REC_ALIGN;
+  }
+  /* Later segments: any record claiming durability past the stop. */
+  for (size_t i = 0; i < w->nsegs; i++) {
+    uint32_t s = w->segs[i];
+    if (s <= seg)
+      continue;
+    struct wal_win lw = {0};
+    char path[4096];
+    wal_seg_path(w, s, path, sizeof path);
+    int rc = fs_file_open(w->ctx, path, FS_O_RDONLY, &lw.f);
+    if (rc)
+      return rc;
+    fs_file_size(w->ctx, lw.f, &lw.size);
+    uint64_t off = 0;
+    for (;;) {
+      struct layout_rec_hdr h;
+      const uint8_t *rec;
+      rc = wal_rec_at(w->ctx, &lw, s, off, &h, &rec);
+      if (rc)
+        break;
+      if (h.durable_pos > stop_pos) {
+        LOG_ERROR("%s: record at %llu says the log was durable past a damaged record in "
+                  "segment %u at %llu", path, (unsigned long long)off, seg,
+                  (unsigned long long)LOG_POS_OFF(stop_pos));
+        rc = JDB_CORRUPT("acknowledged log record", stop_pos);
+        break;
+      }
+      off += layout_rec_padded(h.len);
+    }
+    fs_file_close(w->ctx, lw.f);
+    mem_free(lw.buf);
+    if (rc != JDB_NOTFOUND && rc != JDB_OK)
+      return rc;
+  }
+  return JDB_OK;
+}
+
+/* Zero [from, to) of the segment file and sync it, so nothing there can be replayed later. */
+static int wal_zero_range(struct wal *w, struct fs_file *f, uint64_t from, uint64_t to)
+{
+  if (to <= from)
+    return JDB_OK;
+  void *zero = mem_buf_get(WAL_ZERO_CHUNK);
+  if (!zero)
+    return JDB_ENOMEM;
+  memset(zero, 0, WAL_ZERO_CHUNK);
+  int rc = JDB_OK;
+  for (uint64_t off = from; rc == JDB_OK && off < to; off += WAL_ZERO_CHUNK) {
+    uint64_t n = to - off < WAL_ZERO_CHUNK ? to - off : WAL_ZERO_CHUNK;
+    rc = fs_write(w->ctx, f, zero, (uint32_t)n, off);
+  }
+  mem_buf_put(zero, WAL_ZERO_CHUNK);
+  return rc;
+}
+
+static int wal_drop_after(struct wal *w, uint32_t seg)
+{
+  while (w->nsegs && w->segs[w->nsegs - 1] > seg) {
+    char path[4096];
+    uint32_t s = w->segs[w->nsegs - 1];
+    wal_seg_path(w, s, path, sizeof path);
+    LOG_WARN("log: removing segment %u, written after the end of the recovered history", s);
+    int rc = fs_unlink(w->ctx, path);
+    if (rc && rc != JDB_NOTFOUND)
+      return rc;
+    w->nsegs--;
+  }
+  return JDB_OK;
+}
+
+int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uint64_t *end_pos)
+{
+  if (!w || w->replayed)
+    return JDB_EINVAL;
+  int rc = JDB_OK;
+  if (w->nsegs == 0) {
+    if (from_pos && LOG_POS_SEG(from_pos) > 1)
+      return JDB_CORRUPT("log is empty but the checkpoint names a later position", from_pos);
+    rc = wal_seg_create(w, 1, w->o.segment_bytes);
+    if (rc)
+      return rc;
+    w->replayed = 1;
+    if (end_pos)
+      *end_pos = w->append_pos;
+    return JDB_OK;
+  }
+  uint32_t seg = from_pos ? LOG_POS_SEG(from_pos) : w->segs[0];
+  uint64_t off = from_pos ? LOG_POS_OFF(from_pos) : 0;
+  if (seg < w->segs[0] || (off % LOG_REC_ALIGN))
+    return JDB_CORRUPT("replay position before the oldest log segment", from_pos);
+  uint64_t stop = 0;        /* where the history ends (a failing record), 0 = clean segment end */
+  uint32_t next_seg = 0;    /* after a clean END: the segment that comes next */
+  struct wal_win wn = {0};
+  for (;;) {
+    int exists = 0;
+    for (size_t i = 0; i < w->nsegs; i++)
+      exists |= w->segs[i] == seg;
+    if (!exists) {
+      /* The previous segment ended cleanly (or the checkpoint names the start of a segment
+         that was never created): the history ends at its start. */
+      next_seg = seg;
+      break;
+    }
+    char path[4096];
+    wal_seg_path(w, seg, path, sizeof path);
+    rc = fs_file_open(w->ctx, path, FS_O_RDONLY, &wn.f);
+    if (rc)
+      goto out;
+    rc = fs_file_size(w->ctx, wn.f, &wn.size);
+    if (rc)
+      goto out;
+    wn.base = wn.len = 0;
+    int ended = 0;
+    while (!ended) {
+      struct layout_rec_hdr h;
+      const uint8_t *recp;
+      rc = wal_rec_at(w->ctx, &wn, seg, off, &h, &recp);
+      if (rc == JDB_NOTFOUND) {
+        stop = LOG_POS(seg, off);
+        rc = JDB_OK;
+        break;
+      }
+      if (rc)
+        goto out;
+      int bad = 0;
+      if (off == 0)
+        bad = h.type != LOG_REC_SEG || h.len != WAL_SEG_REC_LEN ||
+              le32_get(recp + LOG_REC_HDR_SIZE) != seg;
+      else if (h.type == LOG_REC_SEG)
+        bad = 1;
+      if (bad) {
+        rc = JDB_CORRUPT("log segment header", LOG_POS(seg, off));
+        goto out;
+      }
+      if (h.type == LOG_REC_PAD && (h.flags & WAL_PAD_END))
+        ended = 1;
+      if ((h.type == LOG_REC_BATCH || h.type == LOG_REC_MOVE) && fn) {
+        struct wal_rec rec = {.pos = LOG_POS(seg, off), .end = LOG_POS(seg, off) +
+                              layout_rec_padded(h.len), .type = h.type, .flags = h.flags,
+                              .payload = recp + LOG_REC_HDR_SIZE,
+                              .len = h.len - LOG_REC_HDR_SIZE};
+        rc = fn(ud, &rec);
+        if (rc)
+          goto out;
+      }
+      off += layout_rec_padded(h.len);
+    }
+    if (!ended)
+      break;
+    int last = 1;
+    for (size_t i = 0; i < w->nsegs; i++)
+      last &= w->segs[i] != seg + 1;
+    if (last) {
+      /* The history ends with this END record, which may have come from the page cache of a
+         process that died before its fdatasync completed. A roll creates the next segment only
+         once the END is durable; the replay below creates it now, so make this one durable
+         first (else a power loss could tear this segment under a next one that exists). */
+      rc = fs_sync(w->ctx, wn.f);
+      if (rc)
+        goto out;
+    }
+    fs_file_close(w->ctx, wn.f);
+    wn.f = NULL;
+    seg++;
+    off = 0;
+  }
+
+  if (stop) {
+    /* The history ends inside segment `seg` at `stop`. Torn tail or damaged durable data? */
+    uint64_t stale_end;
+    rc = wal_check_tail(w, &wn, stop, &stale_end);
+    if (rc)
+      goto out;
+    fs_file_close(w->ctx, wn.f);
+    wn.f = NULL;
+    rc = wal_drop_after(w, seg);
+    if (rc)
+      goto out;
+    char path[4096];
+    wal_seg_path(w, seg, path, sizeof path);
+    rc = fs_file_open(w->ctx, path, 0, &w->cur_f);
+    if (rc)
+      goto out;
+    if (stale_end > LOG_POS_OFF(stop)) {
+      LOG_WARN("%s: torn tail at offset %llu cut off (%llu bytes zeroed)", path,
+               (unsigned long long)LOG_POS_OFF(stop),
+               (unsigned long long)(stale_end - LOG_POS_OFF(stop)));
+      rc = wal_zero_range(w, w->cur_f, LOG_POS_OFF(stop), stale_end);
+      if (rc)
+        goto out;
+    }
+    /* What was replayed may have come from the page cache of a process that died: make it
+       durable before anything new is acknowledged on top of it. */
+    rc = fs_sync(w->ctx, w->cur_f);
+    if (rc)
+      goto out;
+    w->cur_seg = seg;
+    w->cur_size = wn.size;
+    w->append_pos = w->written_pos = w->durable_pos = stop;
+    if (LOG_POS_OFF(stop) == 0) {
+      rc = wal_put_seg_record(w);   /* a segment whose SEG record never made it */
+      if (rc)
+        goto out;
+    }
+  } else {
+    /* Clean end: the next segment was never created. A later one existing means a segment in
+       the middle of the history is missing. */
+    if (w->segs[w->nsegs - 1] > next_seg) {
+      rc = JDB_CORRUPT("log segment missing from the middle of the history", next_seg);
+      goto out;
+    }
+    rc = wal_seg_create(w, next_seg, w->o.segment_bytes);
+    if (rc)
+      goto out;
+  }
+  w->replayed = 1;
+  if (end_pos)
+    *end_pos = w->append_pos;
+out:
+  if (wn.f)
+    fs_file_close(w->ctx, wn.f);
+  mem_free(wn.buf);
+  return rc;
+}
