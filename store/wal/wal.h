@@ -77,7 +77,8 @@ struct wal_op {
 /* Open the log directory (created if missing). Lists segments; writes nothing. wal_replay must
    run once before the first append. JDB_OK, JDB_EINVAL, JDB_ENOMEM, JDB_EIO. */
 int wal_open(struct fs_ctx *ctx, const char *dir, const struct wal_opts *opts, struct wal **out);
-/* Waits for in-flight I/O, closes files, frees. Unflushed appends are dropped. */
+/* Waits for the flush in flight (appends queued behind it may be written by that wait), closes
+   files, frees. Appends never flushed are dropped: only waited-for positions are promised. */
 void wal_close(struct wal *w);
 
 /* A record as replay yields it. payload/len are valid during the callback only. */
@@ -92,7 +93,8 @@ struct wal_rec {
 /* Return 0 to go on, non-zero (returned by wal_replay) to stop. */
 typedef int (*wal_replay_fn)(void *ud, const struct wal_rec *rec);
 
-/* Replay every record from from_pos (0 = the start of the oldest segment) in order, then make
+/* Replay every record from from_pos (0 = the start of the oldest segment; once log GC has dropped
+   segments, pass the checkpoint's replay position instead) in order, then make
    the log ready for appends at the end of what was replayed. Stops at the first record that
    fails validation (torn tail: cut, zeroed, synced) unless a later record's durable_pos says it
    was durable (JDB_ECORRUPT, logged with file and offset; nothing is changed on disk). Segments
@@ -153,7 +155,8 @@ uint64_t wal_durable_pos(const struct wal *w);
 /* Read len bytes at log position pos (bytes still in the append buffers are served from memory).
    Bounds-checked against the segment's size: JDB_ECORRUPT for a range outside it. For store/vlog. */
 int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len);
-/* Segments that exist, oldest first: fills up to cap numbers, returns the count (may exceed cap). */
+/* Segments that exist, oldest first: fills up to cap numbers, returns the count (may exceed cap;
+   segs may be NULL with cap 0 to get the count). */
 size_t wal_segments(const struct wal *w, uint32_t *segs, size_t cap);
 /* Remove a whole segment older than the one being written (log GC / checkpoint release).
    JDB_EINVAL for the current segment or later. The file is kept as a spare for reuse. */
