@@ -23,6 +23,11 @@
  * (group commit). A flush completes when all its ops have (CQEs of a chain may arrive in any
  * order), then wakes the waiters.
  *
+ * Segment preparation: while a segment fills up, the next one is zero-filled in the background
+ * (next.tmp, O_DIRECT 1 MiB writes, 4 in flight, then fdatasync), so a roll only waits for the
+ * END record's sync and a rename, unless a spare from a dropped segment can be renamed instead.
+ * A preparation that failed makes the roll that needs it fail (and poison the log).
+ *
  * Invariants:
  *   durable_pos <= written_pos <= append_pos; all three in the current segment or at its start.
  *   bufs[active] holds [append_pos - len, append_pos); the in-flight buffer ends where it starts.
@@ -63,6 +68,23 @@ struct wal_waiter {
   struct wal_waiter *next;
 };
 
+/* The next segment, zero-filled in the background while the current one fills up, so a roll
+   only renames it into place instead of stalling the writer for a whole zero-fill. */
+#define WAL_PREP_QD 4
+enum { WAL_PREP_IDLE = 0, WAL_PREP_BUSY, WAL_PREP_READY, WAL_PREP_FAILED };
+struct wal_prep {
+  int state;
+  int err;
+  struct fs_file *f;
+  uint64_t size, next_off;
+  unsigned inflight;
+  void *zero;                     /* WAL_ZERO_CHUNK zero bytes, shared by the writes */
+  struct fs_op ops[WAL_PREP_QD];
+  struct fs_op sync;
+  struct coro *waiter;            /* a roll parked until the preparation ends */
+  struct fs_ctx *ctx;
+};
+
 struct wal_rfile {                /* cached read handle of an older segment */
   uint32_t seg;
   struct fs_file *f;
@@ -98,6 +120,7 @@ struct wal {
   int rolling;
   struct wal_waiter *gate_head, *gate_tail;
   int poison;
+  struct wal_prep prep;
   struct wal_rfile rfiles[WAL_READ_FILES];
   uint64_t rfile_clock;
   struct wal_stats st;
@@ -109,6 +132,11 @@ struct wal {
 static void wal_seg_path(const struct wal *w, uint32_t seg, char *buf, size_t cap)
 {
   snprintf(buf, cap, "%s/%08u.log", w->dir, seg);
+}
+
+static void wal_prep_path(const struct wal *w, char *buf, size_t cap)
+{
+  snprintf(buf, cap, "%s/next.tmp", w->dir);
 }
 
 static void wal_spare_path(const struct wal *w, unsigned i, char *buf, size_t cap)
@@ -216,12 +244,18 @@ static void wal_rfiles_close(struct wal *w)
     }
 }
 
+static int wal_prep_finish(struct wal *w, int *err);
+
 void wal_close(struct wal *w)
 {
   if (!w)
     return;
   while (w->flushing)
     fs_poll(w->ctx, 1);
+  if (w->prep.state != WAL_PREP_IDLE) {
+    int err;
+    wal_prep_finish(w, &err);   /* next.tmp stays; the next preparation recreates it */
+  }
   if (w->cur_f)
     fs_file_close(w->ctx, w->cur_f);
   wal_rfiles_close(w);
@@ -455,6 +489,126 @@ int wal_sync(struct wal *w)
 /* ------------------------------------------------------------------------------------------- */
 /* Segments: preparing, rolling, dropping */
 
+static void wal_prep_end(struct wal_prep *pp, int state)
+{
+  pp->state = state;
+  struct coro *c = pp->waiter;
+  pp->waiter = NULL;
+  if (c)
+    coro_wake(c);
+}
+
+static void wal_prep_sync_done(struct fs_op *op)
+{
+  struct wal_prep *pp = op->udata;
+  pp->inflight--;
+  pp->err = fs_op_error(op);
+  wal_prep_end(pp, pp->err ? WAL_PREP_FAILED : WAL_PREP_READY);
+}
+
+static void wal_prep_write_done(struct fs_op *op);
+
+/* Queue the next zero chunk on op; 0 when there is none left or the submit failed. */
+static int wal_prep_issue(struct wal_prep *pp, struct fs_op *op)
+{
+  if (pp->err || pp->next_off >= pp->size)
+    return 0;
+  fs_op_prep_write(op, pp->f, pp->zero, WAL_ZERO_CHUNK, pp->next_off);
+  op->done = wal_prep_write_done;
+  op->udata = pp;
+  if (fs_submit(pp->ctx, op) != JDB_OK) {
+    pp->err = JDB_EIO;
+    return 0;
+  }
+  pp->next_off += WAL_ZERO_CHUNK;
+  pp->inflight++;
+  return 1;
+}
+
+static void wal_prep_write_done(struct fs_op *op)
+{
+  struct wal_prep *pp = op->udata;
+  pp->inflight--;
+  if (!pp->err)
+    pp->err = fs_op_error(op);
+  if (wal_prep_issue(pp, op) || pp->inflight)
+    return;
+  if (pp->err) {
+    wal_prep_end(pp, WAL_PREP_FAILED);
+    return;
+  }
+  fs_op_prep_sync(&pp->sync, pp->f, 0);
+  pp->sync.done = wal_prep_sync_done;
+  pp->sync.udata = pp;
+  if (fs_submit(pp->ctx, &pp->sync) != JDB_OK) {
+    pp->err = JDB_EIO;
+    wal_prep_end(pp, WAL_PREP_FAILED);
+    return;
+  }
+  pp->inflight++;
+}
+
+/* Start zero-filling next.tmp for the segment after the current one, unless a spare can serve
+   the next roll or a preparation is already under way. Failures are kept for the roll to see. */
+static void wal_prep_start(struct wal *w)
+{
+  struct wal_prep *pp = &w->prep;
+  if (pp->state != WAL_PREP_IDLE || w->nspares > 0)
+    return;
+  char path[4096];
+  wal_prep_path(w, path, sizeof path);
+  fs_unlink(w->ctx, path);
+  memset(pp, 0, sizeof *pp);
+  pp->ctx = w->ctx;
+  pp->size = w->o.segment_bytes;
+  pp->state = WAL_PREP_BUSY;
+  pp->zero = mem_buf_get(WAL_ZERO_CHUNK);
+  if (!pp->zero) {
+    pp->err = JDB_ENOMEM;
+    wal_prep_end(pp, WAL_PREP_FAILED);
+    return;
+  }
+  memset(pp->zero, 0, WAL_ZERO_CHUNK);
+  pp->err = fs_file_open(w->ctx, path, FS_O_CREATE | FS_O_DIRECT, &pp->f);
+  if (pp->err) {
+    wal_prep_end(pp, WAL_PREP_FAILED);
+    return;
+  }
+  for (unsigned i = 0; i < WAL_PREP_QD; i++)
+    wal_prep_issue(pp, &pp->ops[i]);
+  if (!pp->inflight)
+    wal_prep_end(pp, WAL_PREP_FAILED);
+  else
+    fs_flush(w->ctx);
+}
+
+/* Wait for a preparation under way; then release its file and buffer. Returns its final state
+   and sets *err. The file stays on disk (next.tmp) for the caller to rename or remove. */
+static int wal_prep_finish(struct wal *w, int *err)
+{
+  struct wal_prep *pp = &w->prep;
+  while (pp->state == WAL_PREP_BUSY) {
+    if (coro_self()) {
+      pp->waiter = coro_self();
+      coro_park();
+    } else if (fs_poll(w->ctx, 1) < 0) {
+      break;
+    }
+  }
+  while (pp->inflight)   /* a failed preparation may still have writes out */
+    fs_poll(w->ctx, 1);
+  if (pp->f)
+    fs_file_close(w->ctx, pp->f);
+  pp->f = NULL;
+  if (pp->zero)
+    mem_buf_put(pp->zero, WAL_ZERO_CHUNK);
+  pp->zero = NULL;
+  int state = pp->state;
+  *err = pp->err ? pp->err : (state == WAL_PREP_READY ? JDB_OK : JDB_EIO);
+  pp->state = WAL_PREP_IDLE;
+  return state;
+}
+
 /* A new segment file full of zeros (or a recycled spare, whose blocks are already written and
    whose old records carry other segment numbers), synced and renamed into place, then opened
    for buffered writing as the current segment. */
@@ -483,6 +637,23 @@ static int wal_seg_create(struct wal *w, uint32_t seg, uint64_t size)
       }
     }
     fs_unlink(w->ctx, sp);
+  }
+  if (w->prep.state != WAL_PREP_IDLE) {
+    int perr;
+    uint64_t psize = w->prep.size;
+    int st = wal_prep_finish(w, &perr);
+    char pp[4096];
+    wal_prep_path(w, pp, sizeof pp);
+    if (st != WAL_PREP_READY) {
+      fs_unlink(w->ctx, pp);
+      return perr;   /* the disk refused the preparation: the roll reports it */
+    }
+    if (psize >= size && fs_rename(w->ctx, pp, path) == JDB_OK) {
+      w->st.segments_created++;
+      size = psize;
+      goto opened;
+    }
+    fs_unlink(w->ctx, pp);   /* too small for an oversized record: prepare one to fit */
   }
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   fs_unlink(w->ctx, tmp);
@@ -519,7 +690,10 @@ opened:
   w->cur_seg = seg;
   w->cur_size = size;
   w->append_pos = w->written_pos = w->durable_pos = LOG_POS(seg, 0);
-  return wal_put_seg_record(w);
+  rc = wal_put_seg_record(w);
+  if (rc == JDB_OK)
+    wal_prep_start(w);
+  return rc;
 }
 
 /* Appends that other fibers make while a roll is parked (waiting for its END record to be
@@ -1180,6 +1354,7 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
       if (rc)
         goto out;
     }
+    wal_prep_start(w);
   } else {
     /* Clean end: the next segment was never created. A later one existing means a segment in
        the middle of the history is missing. */

@@ -1469,7 +1469,9 @@ static void test_crash_sweep(void **state)
                                    .crash_policy = pol[p].policy};
       assert_int_equal(fs_faulty_add_rule(ctx, &rule), JDB_OK);
       crash_workload(ctx, dir, seed, &cw);
-      assert_int_equal(cw.failed, n <= total);
+      /* A crash past the workload's ops cannot fail it; one inside may not either when it hits
+         the background preparation of a segment the workload never reaches (its last ops). */
+      assert_true(!cw.failed || n <= total);
       fs_faulty_clear_rules(ctx);
       if ((n + p) % 2 == 0) {
         fs_faulty_revive(ctx);
@@ -1832,20 +1834,23 @@ static void test_err_enospc(void **state)
   wal_close(w);
   fs_faulty_clear_rules(ctx);
 
-  /* No room for the next segment at a roll: while creating the file, or writing its zeros. */
+  /* No room for the next segment: its background preparation fails while creating the file or
+     writing its zeros, and the roll that needs it reports that. The preparation starts right
+     after segment 1 is in place, so the rules are set before: segment 1 takes opens 1 (its
+     temporary file) and 2 (the segment) and write 1 (its zeros); the preparation opens
+     next.tmp (open 3) and writes its zeros (write 2) before any log record is written. */
   struct gen g;
   gen_init(&g, &SH_SMALL);
   unsigned targets[] = {FS_FT_OPEN, FS_FT_WRITE};
   for (int t = 0; t < 2; t++) {
     tutil_rmrf(dir);
+    add_rule(ctx, FS_FAULT_ENOSPC, targets[t], targets[t] == FS_FT_WRITE ? 2 : 3);
     w = err_setup(ctx, dir, seed, 10, &g);
     uint8_t *v = calloc(1, 700000);
     struct wal_op big = {.kind = WAL_OP_PUT, .key = "big", .klen = 3, .val = v, .vlen = 700000};
     uint64_t end;
     assert_int_equal(wal_append(w, 1, 11, 0, &big, 1, NULL, &end), JDB_OK);
     assert_int_equal(wal_sync(w), JDB_OK);
-    /* Rules count from when they are added: the first open, or the write after the END. */
-    add_rule(ctx, FS_FAULT_ENOSPC, targets[t], targets[t] == FS_FT_WRITE ? 2 : 1);
     int rc = wal_append(w, 1, 12, 0, &big, 1, NULL, &end);    /* needs a roll */
     assert_int_equal(rc, JDB_ENOSPC);
     expect_poisoned(w, &g, seed, 13, JDB_ENOSPC);
@@ -2027,7 +2032,8 @@ static void test_segment_drop_reuse(void **state)
   assert_false(file_exists(seg_path(p, sizeof p, dir, 3)));
   char listing[4096];
   dir_list(dir, listing, sizeof listing);
-  assert_string_equal(listing, "00000004.log\n00000005.log\nspare-0.log\nspare-1.log\n");
+  /* next.tmp: segment 6, zero-filled in the background when segment 5 started. */
+  assert_string_equal(listing, "00000004.log\n00000005.log\nnext.tmp\nspare-0.log\nspare-1.log\n");
   /* The next rolls take the spares instead of writing new files. */
   wal_stats_get(w, &st);
   uint64_t created0 = st.segments_created;
@@ -2042,7 +2048,9 @@ static void test_segment_drop_reuse(void **state)
   assert_int_equal(st.segments_reused, 2);
   assert_int_equal(st.segments_created, created0);
   dir_list(dir, listing, sizeof listing);
-  assert_string_equal(listing, "00000004.log\n00000005.log\n00000006.log\n00000007.log\n");
+  /* The prepared next.tmp waits for the first roll that has no spare. */
+  assert_string_equal(listing,
+                      "00000004.log\n00000005.log\n00000006.log\n00000007.log\nnext.tmp\n");
   /* A roll with no spare left creates a file again. */
   while (wal_segments(w, segs, 64) < 5) {
     assert_int_equal(gen_append(w, &g, seed, ++idx, &end, NULL), JDB_OK);
