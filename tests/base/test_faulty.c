@@ -44,29 +44,8 @@ static struct fs_ctx *fctx_new(void **state, uint64_t seed)
   return fc;
 }
 
-static void *abuf(size_t n)
-{
-  void *p = NULL;
-  assert_int_equal(posix_memalign(&p, BLK, n), 0);
-  memset(p, 0, n);
-  return p;
-}
 
-static void pat_fill(void *buf, size_t len, uint64_t tag)
-{
-  struct tutil_rng r;
-  tutil_rng_init(&r, tag * 0x9e3779b97f4a7c15ull + 1);
-  tutil_rng_fill(&r, buf, len);
-}
 
-static int pat_check(const void *buf, size_t len, uint64_t tag)
-{
-  uint8_t *want = malloc(len);
-  pat_fill(want, len, tag);
-  int ok = memcmp(want, buf, len) == 0;
-  free(want);
-  return ok;
-}
 
 static struct fs_file *open_ok(struct fs_ctx *ctx, const char *path, unsigned flags)
 {
@@ -96,7 +75,7 @@ static int plain_block_is(const char *path, uint64_t blk, uint64_t tag)
 {
   uint8_t b[BLK];
   plain_read(path, blk * BLK, b, BLK);
-  return pat_check(b, BLK, tag);
+  return tutil_pat_check(b, BLK, tag);
 }
 
 static int plain_block_zero(const char *path, uint64_t blk)
@@ -108,8 +87,8 @@ static int plain_block_zero(const char *path, uint64_t blk)
 
 static int write_blk(struct fs_ctx *ctx, struct fs_file *f, uint64_t blk, uint64_t tag)
 {
-  uint8_t *b = abuf(BLK);
-  pat_fill(b, BLK, tag);
+  uint8_t *b = tutil_abuf(BLK);
+  tutil_pat_fill(b, BLK, tag);
   int rc = fs_write(ctx, f, b, BLK, blk * BLK);
   free(b);
   return rc;
@@ -117,8 +96,8 @@ static int write_blk(struct fs_ctx *ctx, struct fs_file *f, uint64_t blk, uint64
 
 static int write_sync_blk(struct fs_ctx *ctx, struct fs_file *f, uint64_t blk, uint64_t tag)
 {
-  uint8_t *b = abuf(BLK);
-  pat_fill(b, BLK, tag);
+  uint8_t *b = tutil_abuf(BLK);
+  tutil_pat_fill(b, BLK, tag);
   int rc = fs_write_sync(ctx, f, b, BLK, blk * BLK);
   free(b);
   return rc;
@@ -126,10 +105,10 @@ static int write_sync_blk(struct fs_ctx *ctx, struct fs_file *f, uint64_t blk, u
 
 static int read_blk_is(struct fs_ctx *ctx, struct fs_file *f, uint64_t blk, uint64_t tag)
 {
-  uint8_t *b = abuf(BLK);
+  uint8_t *b = tutil_abuf(BLK);
   uint32_t got = 0;
   int rc = fs_read(ctx, f, b, BLK, blk * BLK, &got);
-  int ok = rc == JDB_OK && got == BLK && pat_check(b, BLK, tag);
+  int ok = rc == JDB_OK && got == BLK && tutil_pat_check(b, BLK, tag);
   free(b);
   return ok;
 }
@@ -189,21 +168,21 @@ static void test_data_faults(void **state)
 
   /* ENOSPC at the 2nd read; count covers two ops in a row. */
   add_rule(ctx, FS_FAULT_ENOSPC, FS_FT_READ, 2, 2);
-  uint8_t *b = abuf(BLK);
+  uint8_t *b = tutil_abuf(BLK);
   assert_int_equal(fs_read(ctx, f, b, BLK, 0, NULL), JDB_OK);
   uint32_t got = 77;
   assert_int_equal(fs_read(ctx, f, b, BLK, 0, &got), JDB_ENOSPC);
   assert_int_equal(got, 0);
   assert_int_equal(fs_read(ctx, f, b, BLK, 0, NULL), JDB_ENOSPC);
   assert_int_equal(fs_read(ctx, f, b, BLK, 0, NULL), JDB_OK);
-  assert_true(pat_check(b, BLK, 10));
+  assert_true(tutil_pat_check(b, BLK, 10));
   assert_int_equal(fs_faulty_count(ctx, FS_FT_READ), 4);
   fs_faulty_clear_rules(ctx);
 
   /* Through fs_submit / fs_wait: the raw -errno and its translation. */
   add_rule(ctx, FS_FAULT_ENOSPC, FS_FT_WRITE, 1, 0);
   struct fs_op op;
-  pat_fill(b, BLK, 99);
+  tutil_pat_fill(b, BLK, 99);
   fs_op_prep_write(&op, f, b, BLK, 7 * BLK);
   assert_int_equal(fs_submit(ctx, &op), JDB_OK);
   assert_int_equal(fs_wait(ctx, &op), JDB_ENOSPC);
@@ -392,11 +371,11 @@ static void test_short(void **state)
   tutil_path(p, sizeof p, dir, "d");
   tutil_path(q, sizeof q, dir, "b");
   struct fs_file *f = open_ok(ctx, p, FS_O_CREATE | FS_O_DIRECT);
-  uint8_t *b = abuf(64 * 1024), *r = abuf(64 * 1024);
+  uint8_t *b = tutil_abuf(64 * 1024), *r = tutil_abuf(64 * 1024);
 
   /* Writes shortened five times in a row still land whole. */
   add_rule(ctx, FS_FAULT_SHORT, FS_FT_WRITE, 1, 5);
-  pat_fill(b, 64 * 1024, 1);
+  tutil_pat_fill(b, 64 * 1024, 1);
   assert_int_equal(fs_write(ctx, f, b, 64 * 1024, 0), JDB_OK);
   assert_int_equal(fs_faulty_count(ctx, FS_FT_WRITE), 6);
   plain_read(p, 0, r, 64 * 1024);
@@ -423,7 +402,7 @@ static void test_short(void **state)
 
   /* A single direct page cannot be halved: still whole. */
   add_rule(ctx, FS_FAULT_SHORT, FS_FT_READ | FS_FT_WRITE, 1, 2);
-  pat_fill(b, BLK, 2);
+  tutil_pat_fill(b, BLK, 2);
   assert_int_equal(fs_write(ctx, f, b, BLK, 20 * BLK), JDB_OK);
   assert_true(read_blk_is(ctx, f, 20, 2));
   fs_faulty_clear_rules(ctx);
@@ -431,7 +410,7 @@ static void test_short(void **state)
   /* Odd sizes on a buffered file. */
   struct fs_file *g = open_ok(ctx, q, FS_O_CREATE);
   add_rule(ctx, FS_FAULT_SHORT, FS_FT_READ | FS_FT_WRITE, 1, 6);
-  pat_fill(b, 1001, 3);
+  tutil_pat_fill(b, 1001, 3);
   assert_int_equal(fs_write(ctx, g, b + 1, 1001, 13), JDB_OK);
   uint32_t got = 0;
   memset(r, 0, 2000);
@@ -446,7 +425,7 @@ static void test_short(void **state)
 
   /* SHORT on the head of a write -> fdatasync chain: success, and durable. */
   add_rule(ctx, FS_FAULT_SHORT, FS_FT_WRITE, 1, 2);
-  pat_fill(b, 32 * 1024, 4);
+  tutil_pat_fill(b, 32 * 1024, 4);
   assert_int_equal(fs_write_sync(ctx, f, b, 32 * 1024, 32 * BLK), JDB_OK);
   assert_int_equal(fs_faulty_unsynced(ctx), 0);
   fs_faulty_clear_rules(ctx);
@@ -539,13 +518,13 @@ static void test_chain_faults(void **state)
   char p[4096];
   tutil_path(p, sizeof p, dir, "d");
   struct fs_file *f = open_ok(ctx, p, FS_O_CREATE | FS_O_DIRECT);
-  uint8_t *b = abuf(2 * BLK);
+  uint8_t *b = tutil_abuf(2 * BLK);
 
   /* EIO on the head write: the write fails, the linked sync is canceled (-ECANCELED, which
      fs_op_error reports as JDB_EIO), nothing is written and nothing needs a sync. */
   add_rule(ctx, FS_FAULT_EIO, FS_FT_WRITE, 1, 0);
   struct fs_op w, s;
-  pat_fill(b, BLK, 1);
+  tutil_pat_fill(b, BLK, 1);
   fs_op_prep_write(&w, f, b, BLK, 0);
   fs_op_prep_sync(&s, f, 0);
   struct fs_op *ch[2] = {&w, &s};
@@ -569,8 +548,8 @@ static void test_chain_faults(void **state)
   /* EIO in the middle: the ops before it complete, the ops after it are canceled. */
   add_rule(ctx, FS_FAULT_EIO, FS_FT_WRITE, 2, 0);
   struct fs_op w1, w2, w3, s2;
-  pat_fill(b, BLK, 4);
-  pat_fill(b + BLK, BLK, 5);
+  tutil_pat_fill(b, BLK, 4);
+  tutil_pat_fill(b + BLK, BLK, 5);
   fs_op_prep_write(&w1, f, b, BLK, 1 * BLK);
   fs_op_prep_write(&w2, f, b + BLK, BLK, 2 * BLK);
   fs_op_prep_write(&w3, f, b, BLK, 3 * BLK);
@@ -623,8 +602,8 @@ static void test_random_stress(void **state)
   struct chain { struct fs_op w1, w2, s; uint8_t d1[SZ], d2[SZ]; } *c = calloc(NC, sizeof *c);
   for (int round = 0; round < 3; round++) {
     for (int i = 0; i < NC; i++) {
-      pat_fill(c[i].d1, SZ, (uint64_t)(round * 1000 + 2 * i));
-      pat_fill(c[i].d2, SZ, (uint64_t)(round * 1000 + 2 * i + 1));
+      tutil_pat_fill(c[i].d1, SZ, (uint64_t)(round * 1000 + 2 * i));
+      tutil_pat_fill(c[i].d2, SZ, (uint64_t)(round * 1000 + 2 * i + 1));
       fs_op_prep_write(&c[i].w1, f, c[i].d1, SZ, (uint64_t)i * 2 * SZ);
       fs_op_prep_write(&c[i].w2, f, c[i].d2, SZ, (uint64_t)i * 2 * SZ + SZ);
       fs_op_prep_sync(&c[i].s, f, 0);
@@ -682,13 +661,13 @@ struct ffib {
 static void ffib_main(void *arg)
 {
   struct ffib *x = arg;
-  pat_fill(x->buf, 2 * BLK, 7000 + x->id);
+  tutil_pat_fill(x->buf, 2 * BLK, 7000 + x->id);
   x->write_rc = fs_write_sync(x->ctx, x->f, x->buf, 2 * BLK, (uint64_t)x->id * 2 * BLK);
   coro_yield();
   memset(x->buf, 0, 2 * BLK);
   uint32_t got = 0;
   x->read_rc = fs_read(x->ctx, x->f, x->buf, 2 * BLK, (uint64_t)x->id * 2 * BLK, &got);
-  x->data_ok = got == 2 * BLK && pat_check(x->buf, 2 * BLK, 7000 + x->id);
+  x->data_ok = got == 2 * BLK && tutil_pat_check(x->buf, 2 * BLK, 7000 + x->id);
   x->finished = 1;
 }
 
@@ -706,7 +685,7 @@ static void test_fibers_with_faults(void **state)
   assert_int_equal(fs_faulty_add_rule(ctx, &eio), JDB_OK);
   enum { N = 400 };
   struct ffib *x = calloc(N, sizeof *x);
-  uint8_t *bufs = abuf((size_t)N * 2 * BLK);
+  uint8_t *bufs = tutil_abuf((size_t)N * 2 * BLK);
   struct coro_sched *s = NULL;
   assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
   for (uint32_t i = 0; i < N; i++) {
@@ -765,7 +744,7 @@ static void expect_all_eio(struct fs_ctx *ctx, struct fs_file *f, const char *di
   char p[4096], q[4096];
   tutil_path(p, sizeof p, dir, "x");
   tutil_path(q, sizeof q, dir, "y");
-  uint8_t *b = abuf(BLK);
+  uint8_t *b = tutil_abuf(BLK);
   struct fs_file *g = (struct fs_file *)1;
   uint64_t sz;
   if (f) {
@@ -879,18 +858,18 @@ static void test_crash_tear(void **state)
   /* Unaligned unsynced write on a buffered file. */
   struct fs_file *g = open_ok(ctx, q, FS_O_CREATE);
   uint8_t base[4096], nw[2000], got[4096];
-  pat_fill(base, sizeof base, 77);
+  tutil_pat_fill(base, sizeof base, 77);
   assert_int_equal(fs_write(ctx, g, base, sizeof base, 0), JDB_OK);
   assert_int_equal(fs_sync(ctx, g), JDB_OK);
-  pat_fill(nw, sizeof nw, 78);
+  tutil_pat_fill(nw, sizeof nw, 78);
   assert_int_equal(fs_write(ctx, g, nw, sizeof nw, 100), JDB_OK);
 
   assert_int_equal(fs_faulty_crash(ctx, FS_CRASH_TEAR), N + 1);
   int seen[8] = {0};
   for (uint64_t i = 0; i < N; i++) {
     uint8_t old[BLK], new_[BLK], now[BLK];
-    pat_fill(old, BLK, i);
-    pat_fill(new_, BLK, 1000 + i);
+    tutil_pat_fill(old, BLK, i);
+    tutil_pat_fill(new_, BLK, 1000 + i);
     plain_read(p, i * BLK, now, BLK);
     /* A prefix of new sectors (at least one, not all), then old ones, byte for byte. */
     unsigned k = 0;
@@ -1113,10 +1092,10 @@ static void test_crash_inflight(void **state)
   for (uint64_t i = 0; i < 4; i++)
     assert_int_equal(write_blk(ctx, f, i, i), JDB_OK);
   assert_int_equal(fs_sync(ctx, f), JDB_OK);
-  uint8_t *b = abuf(4 * BLK);
+  uint8_t *b = tutil_abuf(4 * BLK);
   struct fs_op w[4];
   for (int i = 0; i < 4; i++) {
-    pat_fill(b + i * BLK, BLK, 50 + (uint64_t)i);
+    tutil_pat_fill(b + i * BLK, BLK, 50 + (uint64_t)i);
     fs_op_prep_write(&w[i], f, b + i * BLK, BLK, (uint64_t)i * BLK);
     assert_int_equal(fs_submit(ctx, &w[i]), JDB_OK);
   }
@@ -1143,7 +1122,7 @@ static void test_sync_coverage(void **state)
   tutil_path(q, sizeof q, dir, "b");
   struct fs_file *f = open_ok(ctx, p, FS_O_CREATE | FS_O_DIRECT);
   struct fs_file *g = open_ok(ctx, q, FS_O_CREATE | FS_O_DIRECT);
-  uint8_t *b = abuf(4 * BLK);
+  uint8_t *b = tutil_abuf(4 * BLK);
 
   /* A write completed before the sync was issued: covered. */
   assert_int_equal(write_blk(ctx, f, 0, 1), JDB_OK);
@@ -1154,7 +1133,7 @@ static void test_sync_coverage(void **state)
   /* A write issued after the sync was issued: not covered, even in the same flush. */
   struct fs_op s, w;
   fs_op_prep_sync(&s, f, 0);
-  pat_fill(b, BLK, 2);
+  tutil_pat_fill(b, BLK, 2);
   fs_op_prep_write(&w, f, b, BLK, BLK);
   assert_int_equal(fs_submit(ctx, &s), JDB_OK);
   assert_int_equal(fs_submit(ctx, &w), JDB_OK);
@@ -1164,7 +1143,7 @@ static void test_sync_coverage(void **state)
 
   /* A write in flight (not linked) when the sync was issued: not covered either; the sync
      does cover the previous write, which had completed by then. */
-  pat_fill(b + BLK, BLK, 3);
+  tutil_pat_fill(b + BLK, BLK, 3);
   fs_op_prep_write(&w, f, b + BLK, BLK, 2 * BLK);
   fs_op_prep_sync(&s, f, 0);
   assert_int_equal(fs_submit(ctx, &w), JDB_OK);
@@ -1181,8 +1160,8 @@ static void test_sync_coverage(void **state)
 
   /* Writes linked ahead of the sync in a chain: covered; the earlier ones are too. */
   struct fs_op w1, w2, s2;
-  pat_fill(b + 2 * BLK, BLK, 4);
-  pat_fill(b + 3 * BLK, BLK, 5);
+  tutil_pat_fill(b + 2 * BLK, BLK, 4);
+  tutil_pat_fill(b + 3 * BLK, BLK, 5);
   fs_op_prep_write(&w1, f, b + 2 * BLK, BLK, 3 * BLK);
   fs_op_prep_write(&w2, f, b + 3 * BLK, BLK, 4 * BLK);
   fs_op_prep_sync(&s2, f, 0);

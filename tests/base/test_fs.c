@@ -65,39 +65,8 @@ static struct fs_ctx *ctx_new(void)
   return ctx;
 }
 
-static void *abuf(size_t n)
-{
-  void *p = NULL;
-  assert_int_equal(posix_memalign(&p, BLK, n), 0);
-  memset(p, 0, n);
-  return p;
-}
 
-/* Deterministic content of `len` bytes for (tag, position): cheap, distinct per tag. */
-static void pat_fill(void *buf, size_t len, uint64_t tag)
-{
-  uint8_t *b = buf;
-  uint64_t x = tag * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-  for (size_t i = 0; i < len; i += 8) {
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 32;
-    size_t n = len - i < 8 ? len - i : 8;
-    memcpy(b + i, &x, n);
-    x += tag + 1;
-  }
-}
 
-static int pat_check(const void *buf, size_t len, uint64_t tag)
-{
-  uint8_t *want = malloc(len);
-  if (!want)
-    return 0;
-  pat_fill(want, len, tag);
-  int ok = memcmp(want, buf, len) == 0;
-  free(want);
-  return ok;
-}
 
 static char *file_in(char *buf, size_t cap, const char *dir, const char *name)
 {
@@ -244,7 +213,7 @@ static void test_bad_ops(void **state)
   struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "d"), FS_O_CREATE | FS_O_DIRECT);
   assert_int_equal(fs_file_is_direct(f), 1);
   assert_int_equal(fs_file_align(f), BLK);
-  uint8_t *b = abuf(3 * BLK);
+  uint8_t *b = tutil_abuf(3 * BLK);
   struct fs_op op;
 
   assert_int_equal(fs_submit(ctx, NULL), JDB_EINVAL);
@@ -275,7 +244,7 @@ static void test_bad_ops(void **state)
   assert_int_equal(fs_inflight(ctx), 0);
 
   /* Submitted twice while in flight: refused, the first submission is unaffected. */
-  pat_fill(b, BLK, 7);
+  tutil_pat_fill(b, BLK, 7);
   fs_op_prep_write(&op, f, b, BLK, 0);
   assert_int_equal(fs_submit(ctx, &op), JDB_OK);
   assert_int_equal(fs_submit(ctx, &op), JDB_EINVAL);
@@ -339,23 +308,23 @@ static void test_direct_roundtrip(void **state)
 
   enum { NB = 128 };
   uint64_t tag[NB] = {0};
-  uint8_t *b = abuf(16 * BLK), *r = abuf(16 * BLK);
+  uint8_t *b = tutil_abuf(16 * BLK), *r = tutil_abuf(16 * BLK);
   /* The last page first (fixes the size), single pages at scattered offsets, then multi-page
      writes over them. */
   tag[NB - 1] = 999;
-  pat_fill(b, BLK, tag[NB - 1]);
+  tutil_pat_fill(b, BLK, tag[NB - 1]);
   assert_int_equal(fs_write(ctx, f, b, BLK, (NB - 1) * BLK), JDB_OK);
   for (int i = 0; i < 200; i++) {
     uint64_t blk = tutil_rng_below(&rng, NB);
     tag[blk] = (uint64_t)i + 1;
-    pat_fill(b, BLK, tag[blk]);
+    tutil_pat_fill(b, BLK, tag[blk]);
     assert_int_equal(fs_write(ctx, f, b, BLK, blk * BLK), JDB_OK);
   }
   for (int i = 0; i < 20; i++) {
     uint64_t n = 1 + tutil_rng_below(&rng, 16), blk = tutil_rng_below(&rng, NB - n + 1);
     for (uint64_t k = 0; k < n; k++) {
       tag[blk + k] = 1000 + (uint64_t)i * 16 + k;
-      pat_fill(b + k * BLK, BLK, tag[blk + k]);
+      tutil_pat_fill(b + k * BLK, BLK, tag[blk + k]);
     }
     assert_int_equal(fs_write(ctx, f, b, (uint32_t)(n * BLK), blk * BLK), JDB_OK);
   }
@@ -365,7 +334,7 @@ static void test_direct_roundtrip(void **state)
     assert_int_equal(fs_read(ctx, f, r, BLK, blk * BLK, &got), JDB_OK);
     assert_int_equal(got, BLK);
     if (tag[blk]) {
-      assert_true(pat_check(r, BLK, tag[blk]));
+      assert_true(tutil_pat_check(r, BLK, tag[blk]));
     } else {
       memset(b, 0, BLK);     /* never written, below the end: a hole reads as zeros */
       assert_memory_equal(r, b, BLK);
@@ -377,7 +346,7 @@ static void test_direct_roundtrip(void **state)
     assert_int_equal(got, 16 * BLK);
     for (uint64_t k = 0; k < 16; k++)
       if (tag[blk + k])
-        assert_true(pat_check(r + k * BLK, BLK, tag[blk + k]));
+        assert_true(tutil_pat_check(r + k * BLK, BLK, tag[blk + k]));
   }
 
   /* End of file on a direct file: a read straddling it is short, a read beyond it gets 0. */
@@ -399,7 +368,7 @@ static void test_direct_roundtrip(void **state)
   /* Buffered file: short read at the end, 0 past it; the op's result says the same. */
   char q[4096];
   struct fs_file *g = open_ok(ctx, file_in(q, sizeof q, dir, "b"), FS_O_CREATE);
-  pat_fill(b, 10000, 5);
+  tutil_pat_fill(b, 10000, 5);
   assert_int_equal(fs_write(ctx, g, b, 10000, 0), JDB_OK);
   got = 0;
   assert_int_equal(fs_read(ctx, g, r, BLK, 8192, &got), JDB_OK);
@@ -446,10 +415,10 @@ static void batch_round(size_t nops, int expect_few_submits)
   tutil_rng_init(&rng, tutil_seed() ^ nops);
 
   /* Base content: block i holds pattern i. */
-  uint8_t *base = abuf(64 * BLK);
+  uint8_t *base = tutil_abuf(64 * BLK);
   for (uint64_t blk = 0; blk < nblk; blk += 64) {
     for (uint64_t k = 0; k < 64; k++)
-      pat_fill(base + k * BLK, BLK, blk + k);
+      tutil_pat_fill(base + k * BLK, BLK, blk + k);
     assert_int_equal(fs_write(ctx, f, base, 64 * BLK, blk * BLK), JDB_OK);
   }
   free(base);
@@ -464,7 +433,7 @@ static void batch_round(size_t nops, int expect_few_submits)
     perm[j] = t;
   }
   struct batch_op *ops = calloc(nops, sizeof *ops);
-  uint8_t *bufs = abuf(nops * BLK);
+  uint8_t *bufs = tutil_abuf(nops * BLK);
   size_t nread = 0, nwrite = 0;
   fs_metrics_reset(ctx);
   for (size_t i = 0; i < nops; i++) {
@@ -472,7 +441,7 @@ static void batch_round(size_t nops, int expect_few_submits)
     bo->buf = bufs + i * BLK;
     bo->blk = perm[i];
     if (tutil_rng_below(&rng, 2)) {
-      pat_fill(bo->buf, BLK, 1000000 + bo->blk);
+      tutil_pat_fill(bo->buf, BLK, 1000000 + bo->blk);
       fs_op_prep_write(&bo->op, f, bo->buf, BLK, bo->blk * BLK);
       nwrite++;
     } else {
@@ -501,7 +470,7 @@ static void batch_round(size_t nops, int expect_few_submits)
     assert_int_equal(bo->op.result, BLK);
     assert_int_equal(fs_op_error(&bo->op), JDB_OK);
     if (bo->op.opcode == FS_OP_READ)
-      assert_true(pat_check(bo->buf, BLK, bo->blk));
+      assert_true(tutil_pat_check(bo->buf, BLK, bo->blk));
   }
   assert_int_equal(fs_poll(ctx, 0), 0);
   for (size_t i = 0; i < nops; i++)
@@ -537,12 +506,12 @@ static void batch_round(size_t nops, int expect_few_submits)
   }
 
   /* The writes landed. */
-  uint8_t *r = abuf(BLK);
+  uint8_t *r = tutil_abuf(BLK);
   for (size_t i = 0; i < nops; i++) {
     if (ops[i].op.opcode != FS_OP_WRITE)
       continue;
     assert_int_equal(fs_read(ctx, f, r, BLK, ops[i].blk * BLK, NULL), JDB_OK);
-    assert_true(pat_check(r, BLK, 1000000 + ops[i].blk));
+    assert_true(tutil_pat_check(r, BLK, 1000000 + ops[i].blk));
   }
   fs_metrics_reset(ctx);
   fs_metrics_get(ctx, &m);
@@ -603,8 +572,8 @@ static void test_callback_resubmits(void **state)
   char p[4096];
   struct relay rl = {.ctx = ctx, .left = 50};
   rl.f = open_ok(ctx, file_in(p, sizeof p, dir, "d"), FS_O_CREATE | FS_O_DIRECT);
-  rl.buf = abuf(BLK);
-  pat_fill(rl.buf, BLK, 3);
+  rl.buf = tutil_abuf(BLK);
+  tutil_pat_fill(rl.buf, BLK, 3);
   fs_op_prep_write(&rl.op, rl.f, rl.buf, BLK, (uint64_t)rl.left * BLK);
   rl.op.done = relay_done;
   rl.op.udata = &rl;
@@ -612,10 +581,10 @@ static void test_callback_resubmits(void **state)
   drain(ctx);
   assert_int_equal(rl.calls, 50);
   assert_int_equal(rl.errors, 0);
-  uint8_t *r = abuf(BLK);
+  uint8_t *r = tutil_abuf(BLK);
   for (int i = 1; i <= 50; i++) {
     assert_int_equal(fs_read(ctx, rl.f, r, BLK, (uint64_t)i * BLK, NULL), JDB_OK);
-    assert_true(pat_check(r, BLK, 3));
+    assert_true(tutil_pat_check(r, BLK, 3));
   }
   /* A DONE op can be submitted again as it is (no prep). */
   struct fs_op op;
@@ -642,18 +611,18 @@ static void test_chains(void **state)
   const char *dir = tutil_tmpdir("fs_chain");
   char p[4096];
   struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "d"), FS_O_CREATE | FS_O_DIRECT);
-  uint8_t *b = abuf(4 * BLK), *r = abuf(4 * BLK);
+  uint8_t *b = tutil_abuf(4 * BLK), *r = tutil_abuf(4 * BLK);
 
-  pat_fill(b, BLK, 1);
+  tutil_pat_fill(b, BLK, 1);
   assert_int_equal(fs_write_sync(ctx, f, b, BLK, 0), JDB_OK);
   assert_int_equal(fs_inflight(ctx), 0);
   assert_int_equal(fs_read(ctx, f, r, BLK, 0, NULL), JDB_OK);
-  assert_true(pat_check(r, BLK, 1));
+  assert_true(tutil_pat_check(r, BLK, 1));
 
   /* write -> write -> fdatasync */
   struct fs_op w1, w2, s;
-  pat_fill(b, BLK, 2);
-  pat_fill(b + BLK, 2 * BLK, 3);
+  tutil_pat_fill(b, BLK, 2);
+  tutil_pat_fill(b + BLK, 2 * BLK, 3);
   fs_op_prep_write(&w1, f, b, BLK, BLK);
   fs_op_prep_write(&w2, f, b + BLK, 2 * BLK, 2 * BLK);
   fs_op_prep_sync(&s, f, 0);
@@ -674,8 +643,8 @@ static void test_chains(void **state)
      full fsync may close the chain. Repeated to give an unordered backend a chance to fail. */
   for (int it = 0; it < 20; it++) {
     struct fs_op a, c, rd, fs;
-    pat_fill(b, BLK, 100 + (uint64_t)it);
-    pat_fill(b + BLK, BLK, 200 + (uint64_t)it);
+    tutil_pat_fill(b, BLK, 100 + (uint64_t)it);
+    tutil_pat_fill(b + BLK, BLK, 200 + (uint64_t)it);
     memset(r, 0, BLK);
     fs_op_prep_write(&a, f, b, BLK, 5 * BLK);
     fs_op_prep_write(&c, f, b + BLK, BLK, 5 * BLK);
@@ -691,7 +660,7 @@ static void test_chains(void **state)
     assert_int_equal(fs_op_error(&rd), JDB_OK);
     assert_int_equal(fs_op_error(&fs), JDB_OK);
     assert_int_equal(rd.result, BLK);
-    assert_true(pat_check(r, BLK, 200 + (uint64_t)it));
+    assert_true(tutil_pat_check(r, BLK, 200 + (uint64_t)it));
   }
 
   /* A chain of one is a plain op. */
@@ -731,11 +700,11 @@ static void test_chains(void **state)
   /* Many chains in one batch, each with its own pages. */
   enum { NC = 40 };
   struct fs_op cw[NC][2], cs[NC];
-  uint8_t *cb = abuf(NC * 2 * BLK);
+  uint8_t *cb = tutil_abuf(NC * 2 * BLK);
   assert_int_equal(fs_file_close(ctx, g), JDB_OK);
   f = open_ok(ctx, p, FS_O_DIRECT);
   for (int i = 0; i < NC; i++) {
-    pat_fill(cb + (size_t)i * 2 * BLK, 2 * BLK, 500 + (uint64_t)i);
+    tutil_pat_fill(cb + (size_t)i * 2 * BLK, 2 * BLK, 500 + (uint64_t)i);
     fs_op_prep_write(&cw[i][0], f, cb + (size_t)i * 2 * BLK, BLK, (uint64_t)(10 + 2 * i) * BLK);
     fs_op_prep_write(&cw[i][1], f, cb + (size_t)i * 2 * BLK + BLK, BLK,
                      (uint64_t)(11 + 2 * i) * BLK);
@@ -749,7 +718,7 @@ static void test_chains(void **state)
     assert_int_equal(fs_op_error(&cw[i][1]), JDB_OK);
     assert_int_equal(fs_op_error(&cs[i]), JDB_OK);
   }
-  uint8_t *all = abuf(NC * 2 * BLK);
+  uint8_t *all = tutil_abuf(NC * 2 * BLK);
   assert_int_equal(fs_read(ctx, f, all, NC * 2 * BLK, 10 * BLK, NULL), JDB_OK);
   assert_memory_equal(all, cb, NC * 2 * BLK);
   free(all);
@@ -786,8 +755,8 @@ static void test_helpers_and_sizes(void **state)
   assert_int_equal(fs_file_size(ctx, f, &sz), JDB_OK);
   assert_int_equal(sz, 3 * BLK);
 
-  uint8_t *b = abuf(2 * BLK);
-  pat_fill(b, BLK, 9);
+  uint8_t *b = tutil_abuf(2 * BLK);
+  tutil_pat_fill(b, BLK, 9);
   assert_int_equal(fs_write(ctx, f, b, BLK, 2 * BLK), JDB_OK);
   assert_int_equal(fs_sync(ctx, f), JDB_OK);
   uint32_t got = 0;
@@ -797,9 +766,9 @@ static void test_helpers_and_sizes(void **state)
 
   /* fs_wait outside any fiber flushes and polls by itself; several ops waited out of order. */
   struct fs_op ops[8];
-  uint8_t *bb = abuf(8 * BLK);
+  uint8_t *bb = tutil_abuf(8 * BLK);
   for (int i = 0; i < 8; i++) {
-    pat_fill(bb + i * BLK, BLK, 20 + (uint64_t)i);
+    tutil_pat_fill(bb + i * BLK, BLK, 20 + (uint64_t)i);
     fs_op_prep_write(&ops[i], f, bb + i * BLK, BLK, (uint64_t)(4 + i) * BLK);
     assert_int_equal(fs_submit(ctx, &ops[i]), JDB_OK);
   }
@@ -820,7 +789,7 @@ static void test_helpers_and_sizes(void **state)
 
   /* Reopen: the data is there. */
   f = open_ok(ctx, p, FS_O_DIRECT | FS_O_RDONLY);
-  uint8_t *r = abuf(8 * BLK);
+  uint8_t *r = tutil_abuf(8 * BLK);
   assert_int_equal(fs_read(ctx, f, r, 8 * BLK, 4 * BLK, &got), JDB_OK);
   assert_int_equal(got, 8 * BLK);
   assert_memory_equal(r, bb, 8 * BLK);
@@ -892,7 +861,7 @@ static void test_many_files(void **state)
   const char *dir = tutil_tmpdir("fs_files");
   enum { NF = 48 };
   struct fs_file *f[NF];
-  uint8_t *b = abuf(BLK), *r = abuf(BLK);
+  uint8_t *b = tutil_abuf(BLK), *r = tutil_abuf(BLK);
   for (int round = 0; round < 2; round++) {
     for (int i = 0; i < NF; i++) {
       char name[32], p[4096];
@@ -900,12 +869,12 @@ static void test_many_files(void **state)
       f[i] = open_ok(ctx, file_in(p, sizeof p, dir, name), FS_O_CREATE | FS_O_DIRECT);
     }
     for (int i = 0; i < NF; i++) {
-      pat_fill(b, BLK, (uint64_t)(round * 1000 + i));
+      tutil_pat_fill(b, BLK, (uint64_t)(round * 1000 + i));
       assert_int_equal(fs_write(ctx, f[i], b, BLK, 0), JDB_OK);
     }
     for (int i = 0; i < NF; i++) {
       assert_int_equal(fs_read(ctx, f[i], r, BLK, 0, NULL), JDB_OK);
-      assert_true(pat_check(r, BLK, (uint64_t)(round * 1000 + i)));
+      assert_true(tutil_pat_check(r, BLK, (uint64_t)(round * 1000 + i)));
       assert_int_equal(fs_file_close(ctx, f[i]), JDB_OK);
     }
   }
@@ -932,19 +901,19 @@ static void test_chain_head_freed(void **state)
   char p[4096];
   struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "b"), FS_O_CREATE);
   enum { DIRTY = 8 << 20 };
-  uint8_t *big = abuf(DIRTY), *b = abuf(BLK), *r = abuf(BLK);
+  uint8_t *big = tutil_abuf(DIRTY), *b = tutil_abuf(BLK), *r = tutil_abuf(BLK);
   int calls = 0;
   for (int it = 0; it < 6; it++) {
     /* read (page cache: completes at once) -> fsync (slow: megabytes dirty) -> write. The
        head is reaped alone and freed long before the fsync completes. */
-    pat_fill(big, DIRTY, 60 + (uint64_t)it);
+    tutil_pat_fill(big, DIRTY, 60 + (uint64_t)it);
     assert_int_equal(fs_write(ctx, f, big, DIRTY, 0), JDB_OK);
     struct fs_op *rd = malloc(sizeof *rd), *w2 = malloc(sizeof *w2), s;
     fs_op_prep_read(rd, f, r, BLK, 0);
     rd->done = poison_done;
     rd->udata = &calls;
     fs_op_prep_sync(&s, f, 1);
-    pat_fill(b, BLK, 40 + (uint64_t)it);
+    tutil_pat_fill(b, BLK, 40 + (uint64_t)it);
     fs_op_prep_write(w2, f, b, BLK, DIRTY + (uint64_t)it * BLK);
     w2->done = poison_done;
     w2->udata = &calls;
@@ -954,11 +923,11 @@ static void test_chain_head_freed(void **state)
     drain(ctx);
     free(rd);
     free(w2);
-    assert_true(pat_check(r, BLK, 60 + (uint64_t)it));   /* the head read the dirty data */
+    assert_true(tutil_pat_check(r, BLK, 60 + (uint64_t)it));   /* the head read the dirty data */
   }
   assert_int_equal(calls, 12);
   assert_int_equal(fs_read(ctx, f, r, BLK, DIRTY + 5 * BLK, NULL), JDB_OK);
-  assert_true(pat_check(r, BLK, 45));
+  assert_true(tutil_pat_check(r, BLK, 45));
   free(big);
   free(b);
   free(r);
@@ -977,18 +946,18 @@ static void test_small_ring(void **state)
   char p[4096];
   struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "d"), FS_O_CREATE | FS_O_DIRECT);
   enum { NW = 300, NCH = 30, CL = 3, LONG = 64 };
-  uint8_t *b = abuf((size_t)(NW + NCH * CL + LONG) * BLK);
+  uint8_t *b = tutil_abuf((size_t)(NW + NCH * CL + LONG) * BLK);
   struct fs_op *ops = calloc(NW + NCH * CL + LONG + 1, sizeof *ops);
   size_t k = 0;
   for (int i = 0; i < NW; i++, k++) {
-    pat_fill(b + k * BLK, BLK, k);
+    tutil_pat_fill(b + k * BLK, BLK, k);
     fs_op_prep_write(&ops[k], f, b + k * BLK, BLK, k * BLK);
     assert_int_equal(fs_submit(ctx, &ops[k]), JDB_OK);
   }
   for (int c = 0; c < NCH; c++) {
     struct fs_op *ch[CL + 1];
     for (int j = 0; j < CL; j++, k++) {
-      pat_fill(b + k * BLK, BLK, k);
+      tutil_pat_fill(b + k * BLK, BLK, k);
       fs_op_prep_write(&ops[k], f, b + k * BLK, BLK, k * BLK);
       ch[j] = &ops[k];
     }
@@ -997,7 +966,7 @@ static void test_small_ring(void **state)
   /* One chain of 64 ops (FS_CHAIN_MAX), longer than the ring. */
   struct fs_op *lc[LONG];
   for (int j = 0; j < LONG; j++, k++) {
-    pat_fill(b + k * BLK, BLK, k);
+    tutil_pat_fill(b + k * BLK, BLK, k);
     fs_op_prep_write(&ops[k], f, b + k * BLK, BLK, k * BLK);
     lc[j] = &ops[k];
   }
@@ -1005,10 +974,10 @@ static void test_small_ring(void **state)
   drain(ctx);
   for (size_t i = 0; i < k; i++)
     assert_int_equal(ops[i].result, BLK);
-  uint8_t *r = abuf(k * BLK);
+  uint8_t *r = tutil_abuf(k * BLK);
   assert_int_equal(fs_read(ctx, f, r, (uint32_t)(k * BLK), 0, NULL), JDB_OK);
   for (size_t i = 0; i < k; i++)
-    assert_true(pat_check(r + i * BLK, BLK, i));
+    assert_true(tutil_pat_check(r + i * BLK, BLK, i));
   free(r);
   free(ops);
   free(b);
@@ -1121,7 +1090,7 @@ static void test_fibers_10k(void **state)
   e->f = open_ok(ctx, file_in(p, sizeof p, dir, "d"), FS_O_CREATE | FS_O_DIRECT);
   assert_int_equal(fs_file_allocate(ctx, e->f, 0, (uint64_t)NFIB * BLK), JDB_OK);
   struct fib *fibs = calloc(NFIB, sizeof *fibs);
-  uint8_t *bufs = abuf((size_t)NFIB * BLK);
+  uint8_t *bufs = tutil_abuf((size_t)NFIB * BLK);
   struct coro_sched *s = NULL;
   assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
   for (uint32_t i = 0; i < NFIB; i++) {
@@ -1138,7 +1107,7 @@ static void test_fibers_10k(void **state)
   coro_sched_destroy(s);
 
   /* Every block holds its fiber's pattern. */
-  uint8_t *r = abuf(256 * BLK);
+  uint8_t *r = tutil_abuf(256 * BLK);
   for (uint32_t blk = 0; blk < NFIB; blk += 256) {
     uint32_t n = NFIB - blk < 256 ? NFIB - blk : 256;
     assert_int_equal(fs_read(ctx, e->f, r, n * BLK, (uint64_t)blk * BLK, NULL), JDB_OK);
@@ -1185,7 +1154,7 @@ static void test_fibers_helpers(void **state)
   struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "d"), FS_O_CREATE | FS_O_DIRECT);
   enum { N = 64 };
   struct fib2 x[N];
-  uint8_t *bufs = abuf(N * BLK);
+  uint8_t *bufs = tutil_abuf(N * BLK);
   struct coro_sched *s = NULL;
   assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
   for (uint32_t i = 0; i < N; i++) {
@@ -1218,7 +1187,7 @@ static void test_fixed_buffers(void **state)
   struct fs_file *f = open_ok(ctx, file_in(path, sizeof path, dir, "fixed.dat"),
                               FS_O_CREATE | FS_O_DIRECT);
   enum { NB = 8 };
-  uint8_t *bufs = abuf(NB * 2 * BLK);
+  uint8_t *bufs = tutil_abuf(NB * 2 * BLK);
   struct iovec iov[NB];
   for (unsigned i = 0; i < NB; i++)
     iov[i] = (struct iovec){.iov_base = bufs + i * 2 * BLK, .iov_len = 2 * BLK};
@@ -1228,7 +1197,7 @@ static void test_fixed_buffers(void **state)
   /* Write each buffer's two pages through WRITE_FIXED, read them back through READ_FIXED. */
   struct fs_op ops[NB];
   for (unsigned i = 0; i < NB; i++) {
-    pat_fill(iov[i].iov_base, 2 * BLK, 700 + i);
+    tutil_pat_fill(iov[i].iov_base, 2 * BLK, 700 + i);
     fs_op_prep_write(&ops[i], f, iov[i].iov_base, 2 * BLK, (uint64_t)i * 2 * BLK);
     ops[i].fixed_buf = (uint16_t)(i + 1);
     assert_int_equal(fs_submit(ctx, &ops[i]), JDB_OK);
@@ -1252,7 +1221,7 @@ static void test_fixed_buffers(void **state)
   }
   for (unsigned i = 0; i < NB; i++) {
     uint8_t want[2 * BLK];
-    pat_fill(want, 2 * BLK, 700 + i);
+    tutil_pat_fill(want, 2 * BLK, 700 + i);
     assert_memory_equal((uint8_t *)iov[(i + 3) % NB].iov_base + BLK, want + BLK, BLK);
   }
 

@@ -133,6 +133,32 @@ char *tutil_path(char *buf, size_t cap, const char *dir, const char *file)
   return buf;
 }
 
+void *tutil_abuf(size_t n)
+{
+  void *p = NULL;
+  assert_int_equal(posix_memalign(&p, 4096, n ? n : 1), 0);
+  memset(p, 0, n);
+  return p;
+}
+
+void tutil_pat_fill(void *buf, size_t len, uint64_t tag)
+{
+  struct tutil_rng r;
+  tutil_rng_init(&r, tag * 0x9e3779b97f4a7c15ull + 1);
+  tutil_rng_fill(&r, buf, len);
+}
+
+int tutil_pat_check(const void *buf, size_t len, uint64_t tag)
+{
+  uint8_t *want = malloc(len ? len : 1);
+  if (!want)
+    return 0;
+  tutil_pat_fill(want, len, tag);
+  int ok = memcmp(want, buf, len) == 0;
+  free(want);
+  return ok;
+}
+
 void tutil_init(void)
 {
   log_quiet_for_tests();

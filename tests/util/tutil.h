@@ -30,6 +30,13 @@ void tutil_rmrf(const char *path);
 /* path join into a caller buffer; returns buf */
 char *tutil_path(char *buf, size_t cap, const char *dir, const char *file);
 
+/* A zero-filled buffer of n bytes aligned to 4 KiB (O_DIRECT), from posix_memalign; free() it.
+   Fails the running test if memory is short. */
+void *tutil_abuf(size_t n);
+/* Deterministic content of len bytes for a tag (seeded RNG stream), and its check. */
+void tutil_pat_fill(void *buf, size_t len, uint64_t tag);
+int tutil_pat_check(const void *buf, size_t len, uint64_t tag);
+
 /* Silence the library's log unless JDB_TEST_LOG is set. Call first in main. */
 void tutil_init(void);
 
