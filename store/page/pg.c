@@ -177,6 +177,8 @@ static int pg_opts_resolve(const struct pg_opts *in, struct pg_opts *o)
     o->frames = in->frames;
   o->buffered = in->buffered != 0;
   o->shard_id = in->shard_id;
+  o->verify = in->verify;
+  o->verify_arg = in->verify_arg;
   if (in->shard_count)
     o->shard_count = in->shard_count;
   if (o->frames < PG_FRAMES_MIN || o->frames > PG_FRAMES_MAX || o->shard_id >= o->shard_count)
@@ -303,6 +305,8 @@ static void pg_frame_read_done(struct fs_op *op)
     rc = layout_page_open(f->data, PG_PAGE, f->pgno, &h);
     if (rc == JDB_OK && h.generation > p->sb.generation)
       rc = JDB_CORRUPT("page generation newer than the superblock", f->pgno);
+    if (rc == JDB_OK && p->opts.verify)
+      rc = p->opts.verify(p->opts.verify_arg, f->data, PG_PAGE, &h);
   }
   if (rc == JDB_ECORRUPT) {
     p->stats.corrupt++;

@@ -57,6 +57,12 @@ struct pg_opts {
   int buffered;            /* 0 (default): O_DIRECT (with fs's logged fallback to buffered I/O
                               where the file system refuses it); 1: buffered I/O + fdatasync */
   uint32_t shard_id, shard_count;   /* recorded in a new file's superblocks (default 0 / 1) */
+  /* Optional: called for every page read from disk after the generic checks (checksum, pgno,
+     type, generation) passed and before anyone sees the page, so the layer above can check the
+     body's structure once per load instead of on every access. Returns JDB_OK or JDB_ECORRUPT
+     (the read then fails as any corrupt page does). Runs from fs_poll: must not block. */
+  int (*verify)(void *arg, const void *page, size_t page_size, const struct layout_page_hdr *h);
+  void *verify_arg;
 };
 
 /* Open (create_if_missing: format a new file with two valid superblocks of generation 0 and 1,

@@ -1,0 +1,813 @@
+/*
+ * bt_apply.c - the tree's writer: apply a sorted run of puts and erases copy-on-write.
+ *
+ * One recursive pass from the root. A node whose key range receives ops is read once, its
+ * entries (leaf) or children (branch) are merged with what the ops and the children's rewrites
+ * produced, and the result is packed into as many new pages as it needs ("items" of the level
+ * above: (lower bound, page)). A node no op reaches is not read at all; a node whose ops change
+ * nothing (erases of absent entries) keeps its page. So each affected page is read and written
+ * once per run, however many ops land in it.
+ *
+ * Packing: the fewest pages that hold the items, filled evenly; when the run only appends past
+ * the right end of the tree (time-series ingestion, sorted loads), pages are filled whole instead
+ * and only the last two are balanced. A page under a quarter full (BT_FILL_MIN) that this run
+ * wrote is merged with a sibling (or balanced against it when both do not fit one page) by the
+ * parent before the parent is packed; the root is exempt. The tree grows a level when the root's
+ * rewrite needs more than one page and shrinks while the root is a branch with one child.
+ *
+ * Leaf separators are the shortest: between a left page ending with (k1, s1) and a right page
+ * starting with (k2, s2), the separator is the shortest prefix of k2 that sorts after k1 (its
+ * seq "absent", i.e. before every version of that key), or (k2, s2) itself when k1 == k2 (the
+ * versions of one key continue on the next page). Branch splits push the first separator of each
+ * new page up unchanged.
+ *
+ * Failure leaves the tree and pg as they were: pages are freed (pg_free) only after the whole run
+ * succeeded, and the pages the run allocated are handed back if it did not.
+ */
+#include "bt_int.h"
+
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------------------------------- */
+/* Scratch memory: item vectors and byte pools, kept in the handle across runs */
+
+struct bt_vec {
+  struct bt_item *v;
+  size_t n, cap;
+};
+
+struct bt_chunk {
+  struct bt_chunk *next;
+  size_t size;
+  uint8_t data[];
+};
+struct bt_pool {
+  struct bt_chunk *head;   /* head is the chunk being carved */
+  size_t used;
+};
+
+struct bt_u64s {
+  uint64_t *v;
+  size_t n, cap;
+};
+
+struct bt {
+  struct pg *pg;
+  uint32_t inline_max;
+  uint64_t root;
+  /* apply scratch */
+  struct bt_vec lv[BT_HEIGHT_MAX + 1];   /* lv[L]: items of level L being collected */
+  struct bt_vec ents;                    /* merged entries of one leaf */
+  struct bt_vec mrg;                     /* merge / pack output */
+  struct bt_pool keep;                   /* key bytes living until the run ends */
+  struct bt_pool tmp;                    /* key bytes of the leaf being merged */
+  struct bt_u64s allocd;                 /* pages allocated by this run */
+  struct bt_u64s dfree;                  /* pages to free when the run succeeds */
+  struct bt_apply_stats st;
+};
+
+#define BT_CHUNK (64u << 10)
+
+static void *bt_pool_alloc(struct bt_pool *p, size_t n)
+{
+  if (!p->head || p->head->size - p->used < n) {
+    size_t sz = n > BT_CHUNK ? n : BT_CHUNK;
+    struct bt_chunk *c = mem_malloc(sizeof(*c) + sz);
+    if (!c)
+      return NULL;
+    c->size = sz;
+    c->next = p->head;
+    p->head = c;
+    p->used = 0;
+  }
+  void *r = p->head->data + p->used;
+  p->used += n;
+  return r;
+}
+
+/* Keep one chunk (the newest) for reuse, free the rest. */
+static void bt_pool_reset(struct bt_pool *p)
+{
+  if (!p->head)
+    return;
+  struct bt_chunk *c = p->head->next;
+  p->head->next = NULL;
+  p->used = 0;
+  while (c) {
+    struct bt_chunk *n = c->next;
+    mem_free(c);
+    c = n;
+  }
+}
+
+static void bt_pool_free(struct bt_pool *p)
+{
+  bt_pool_reset(p);
+  mem_free(p->head);
+  p->head = NULL;
+}
+
+static int bt_vec_push(struct bt_vec *v, const struct bt_item *it)
+{
+  if (v->n == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 64;
+    struct bt_item *nv = mem_realloc(v->v, cap * sizeof(*nv));
+    if (!nv)
+      return JDB_ENOMEM;
+    v->v = nv;
+    v->cap = cap;
+  }
+  v->v[v->n++] = *it;
+  return JDB_OK;
+}
+
+/* Replace v[a, a+cnt) with the items of r. */
+static int bt_vec_splice(struct bt_vec *v, size_t a, size_t cnt, const struct bt_vec *r)
+{
+  size_t need = v->n - cnt + r->n;
+  if (need > v->cap) {
+    size_t cap = v->cap ? v->cap : 64;
+    while (cap < need)
+      cap *= 2;
+    struct bt_item *nv = mem_realloc(v->v, cap * sizeof(*nv));
+    if (!nv)
+      return JDB_ENOMEM;
+    v->v = nv;
+    v->cap = cap;
+  }
+  memmove(v->v + a + r->n, v->v + a + cnt, (v->n - a - cnt) * sizeof(*v->v));
+  memcpy(v->v + a, r->v, r->n * sizeof(*v->v));
+  v->n = need;
+  return JDB_OK;
+}
+
+static int bt_u64s_push(struct bt_u64s *s, uint64_t x)
+{
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 256;
+    uint64_t *nv = mem_realloc(s->v, cap * sizeof(*nv));
+    if (!nv)
+      return JDB_ENOMEM;
+    s->v = nv;
+    s->cap = cap;
+  }
+  s->v[s->n++] = x;
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Handle */
+
+int bt_open(struct pg *pg, const struct bt_opts *opts, uint64_t root, struct bt **out)
+{
+  *out = NULL;
+  uint32_t im = opts && opts->inline_max ? opts->inline_max : BT_INLINE_DEF;
+  if (!pg || im > BT_INLINE_MAX)
+    return JDB_EINVAL;
+  struct bt *t = mem_calloc(1, sizeof(*t));
+  if (!t)
+    return JDB_ENOMEM;
+  t->pg = pg;
+  t->inline_max = im;
+  t->root = root;
+  *out = t;
+  return JDB_OK;
+}
+
+void bt_close(struct bt *t)
+{
+  if (!t)
+    return;
+  for (size_t i = 0; i <= BT_HEIGHT_MAX; i++)
+    mem_free(t->lv[i].v);
+  mem_free(t->ents.v);
+  mem_free(t->mrg.v);
+  bt_pool_free(&t->keep);
+  bt_pool_free(&t->tmp);
+  mem_free(t->allocd.v);
+  mem_free(t->dfree.v);
+  mem_free(t);
+}
+
+uint64_t bt_root(const struct bt *t)
+{
+  return t->root;
+}
+
+void bt_set_root(struct bt *t, uint64_t root)
+{
+  t->root = root;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Page sizes and packing */
+
+static inline int bt_underfull(const struct bt_item *it)
+{
+  return it->fresh && it->vlen < BT_FILL_MIN;
+}
+
+/* Exact body size of items [s, e) as one page of the given level. */
+static uint32_t bt_range_size(const struct bt_item *it, size_t s, size_t e, uint32_t level)
+{
+  return level ? bt_br_body_size(it + s, (uint32_t)(e - s)) : bt_leaf_body_size(it + s, (uint32_t)(e - s));
+}
+
+/* Greedy page boundaries: cuts[0..k] with cuts[0] = 0, cuts[k] = m. target: close a page once
+   it holds at least this many bytes. Returns k, or 0 on ENOMEM. */
+static size_t bt_cuts(const struct bt_item *it, size_t m, uint32_t level, uint32_t target,
+                      size_t **cutsp, size_t *cap)
+{
+  size_t k = 0;
+  size_t *cuts = *cutsp;
+#define BT_CUT_PUSH(x)                                                  \
+  do {                                                                  \
+    if (k + 1 >= *cap) {                                                \
+      size_t nc = *cap ? *cap * 2 : 64;                                 \
+      size_t *nv = mem_realloc(cuts, nc * sizeof(*nv));                 \
+      if (!nv)                                                          \
+        return 0;                                                       \
+      cuts = *cutsp = nv;                                               \
+      *cap = nc;                                                        \
+    }                                                                   \
+    cuts[k++] = (x);                                                    \
+  } while (0)
+  BT_CUT_PUSH(0);
+  size_t s = 0;
+  uint32_t p = 0;    /* leaf: prefix of the page being filled */
+  uint32_t sum = 0;  /* body bytes of [s, i) */
+  for (size_t i = 0; i < m; i++) {
+    uint32_t add, nsum;
+    if (level) {
+      add = i == s ? 0 : bt_br_item_size(&it[i]);
+      nsum = (i == s ? 8u : sum) + add;
+    } else if (i == s) {
+      p = it[i].klen;
+      nsum = 2u + p + bt_leaf_item_size(&it[i], p);
+    } else {
+      uint32_t np = bt_lcp(it[s].key, it[s].klen, it[i].key, it[i].klen);
+      if (np < p) {
+        p = np;
+        sum = 2u + p;
+        for (size_t j = s; j < i; j++)
+          sum += bt_leaf_item_size(&it[j], p);
+      }
+      nsum = sum + bt_leaf_item_size(&it[i], p);
+    }
+    if (i > s && nsum > BT_USABLE) {
+      /* close the page before i; i starts the next one */
+      BT_CUT_PUSH(i);
+      s = i;
+      i--;
+      continue;
+    }
+    sum = nsum;
+    if (sum >= target && i + 1 < m) {
+      BT_CUT_PUSH(i + 1);
+      s = i + 1;
+    }
+  }
+  BT_CUT_PUSH(m);
+#undef BT_CUT_PUSH
+  return k - 1;
+}
+
+/* Rebalance the last two pages when the last is underfull: the cut that makes them most even
+   while both fit. */
+static void bt_cuts_balance(const struct bt_item *it, size_t *cuts, size_t k, uint32_t level)
+{
+  if (k < 2)
+    return;
+  size_t a = cuts[k - 2], m = cuts[k];
+  if (bt_range_size(it, cuts[k - 1], m, level) >= BT_FILL_MIN)
+    return;
+  size_t best = cuts[k - 1];
+  uint32_t bestd = UINT32_MAX;
+  for (size_t c = a + 1; c < m; c++) {
+    uint32_t l = bt_range_size(it, a, c, level), r = bt_range_size(it, c, m, level);
+    if (l > BT_USABLE || r > BT_USABLE)
+      continue;
+    uint32_t d = l > r ? l - r : r - l;
+    if (d < bestd) {
+      bestd = d;
+      best = c;
+    }
+  }
+  cuts[k - 1] = best;
+}
+
+struct bt_ax {
+  struct bt *t;
+  size_t *cuts;
+  size_t cuts_cap;
+};
+
+static int bt_alloc_page(struct bt_ax *ax, uint64_t *pgno, struct pg_frame **fr, uint8_t **data)
+{
+  void *d;
+  int rc = pg_alloc(ax->t->pg, pgno, fr, &d);
+  if (rc)
+    return rc;
+  rc = bt_u64s_push(&ax->t->allocd, *pgno);
+  if (rc) {
+    pg_unpin(ax->t->pg, *fr);
+    pg_free(ax->t->pg, *pgno);
+    return rc;
+  }
+  *data = d;
+  ax->t->st.pages_written++;
+  return JDB_OK;
+}
+
+static int bt_defer_free(struct bt_ax *ax, uint64_t pgno)
+{
+  return bt_u64s_push(&ax->t->dfree, pgno);
+}
+
+/* Copy a key into the run's pool. */
+static int bt_keep_key(struct bt_ax *ax, struct bt_item *it)
+{
+  if (!it->klen)
+    return JDB_OK;
+  uint8_t *k = bt_pool_alloc(&ax->t->keep, it->klen);
+  if (!k)
+    return JDB_ENOMEM;
+  memcpy(k, it->key, it->klen);
+  it->key = k;
+  return JDB_OK;
+}
+
+/* Pack items [0, m) of a level into new pages; append one item per page to out. The first
+   page's item takes bound's key; the others take the separator in front of their first item.
+   append: fill pages whole (the run only extends the right end). */
+static int bt_pack(struct bt_ax *ax, const struct bt_item *it, size_t m, uint32_t level,
+                   const struct bt_item *bound, int append, struct bt_vec *out)
+{
+  if (m == 0)
+    return JDB_OK;
+  uint32_t total = bt_range_size(it, 0, m, level);
+  uint32_t target;
+  if (total <= BT_USABLE) {
+    target = BT_USABLE;
+  } else if (append) {
+    target = BT_USABLE - BT_USABLE / 16u;  /* leave a little room for in-place growth */
+  } else {
+    uint32_t k = (total + BT_USABLE - 1) / BT_USABLE;
+    target = total / k;
+  }
+  size_t k = bt_cuts(it, m, level, target, &ax->cuts, &ax->cuts_cap);
+  if (!k)
+    return JDB_ENOMEM;
+  bt_cuts_balance(it, ax->cuts, k, level);
+  for (size_t j = 0; j < k; j++) {
+    size_t s = ax->cuts[j], e = ax->cuts[j + 1];
+    uint64_t pgno;
+    struct pg_frame *fr;
+    uint8_t *page;
+    int rc = bt_alloc_page(ax, &pgno, &fr, &page);
+    if (rc)
+      return rc;
+    uint32_t n = (uint32_t)(e - s);
+    uint32_t size = bt_range_size(it, s, e, level);
+    JDB_ASSERT(size <= BT_USABLE);
+    struct layout_page_hdr h = {.count = (uint16_t)n, .level = (uint8_t)level};
+    if (level) {
+      h.type = LAYOUT_PAGE_BRANCH;
+      bt_br_encode(page, it + s, n);
+    } else {
+      h.type = LAYOUT_PAGE_LEAF;
+      bt_leaf_encode(page, it + s, n);
+    }
+    pg_page_set_hdr(page, &h);
+    pg_unpin(ax->t->pg, fr);
+    struct bt_item r = {.fresh = 1, .vlen = size, .v64 = pgno, .seq = UINT64_MAX};
+    if (j == 0) {
+      r.key = bound->key;
+      r.klen = bound->klen;
+      r.seq = bound->seq;
+    } else if (level) {
+      r.key = it[s].key;
+      r.klen = it[s].klen;
+      r.seq = it[s].seq;
+      rc = bt_keep_key(ax, &r);
+    } else {
+      const struct bt_item *a = &it[s - 1], *b = &it[s];
+      if (a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0) {
+        r.key = b->key;
+        r.klen = b->klen;
+        r.seq = b->seq;
+      } else {
+        r.key = b->key;
+        r.klen = bt_lcp(a->key, a->klen, b->key, b->klen) + 1;
+      }
+      rc = bt_keep_key(ax, &r);
+    }
+    if (rc == JDB_OK)
+      rc = bt_vec_push(out, &r);
+    if (rc)
+      return rc;
+  }
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Decoding pages into items */
+
+static int bt_pin(struct bt_ax *ax, uint64_t pgno, uint32_t level, struct pg_frame **fr,
+                  const uint8_t **page)
+{
+  const void *d;
+  int rc = pg_pin(ax->t->pg, pgno, level ? LAYOUT_PAGE_BRANCH : LAYOUT_PAGE_LEAF, fr, &d);
+  if (rc)
+    return rc;
+  *page = d;
+  if ((*page)[7] != level) {
+    pg_unpin(ax->t->pg, *fr);
+    return JDB_CORRUPT("tree page at the wrong level", pgno);
+  }
+  return JDB_OK;
+}
+
+/* Leaf entry i with its full key copied to the tmp pool. */
+static int bt_leaf_take(struct bt_ax *ax, const struct bt_leaf *l, uint32_t i, struct bt_item *it)
+{
+  const uint8_t *sfx;
+  uint32_t slen;
+  bt_leaf_sfx(bt_leaf_ent(l, i), &sfx, &slen);
+  uint8_t *k = bt_pool_alloc(&ax->t->tmp, l->plen + slen);
+  if (!k)
+    return JDB_ENOMEM;
+  bt_leaf_item(l, i, k, it);
+  return JDB_OK;
+}
+
+/* Append the children of branch page as items; item 0 takes key/seq of lo. */
+static int bt_br_take(const uint8_t *page, const struct bt_item *lo, struct bt_vec *out)
+{
+  uint32_t n = bt_br_n(page);
+  struct bt_item it = {.key = lo->key, .klen = lo->klen, .seq = lo->seq,
+                       .v64 = bt_br_child0(page)};
+  int rc = bt_vec_push(out, &it);
+  for (uint32_t i = 1; rc == JDB_OK && i < n; i++) {
+    it = (struct bt_item){0};
+    bt_br_sep(page, i, &it.key, &it.klen, &it.seq, &it.v64);
+    rc = bt_vec_push(out, &it);
+  }
+  return rc;
+}
+
+static struct bt_item bt_op_item(const struct bt_op *o)
+{
+  return (struct bt_item){.key = o->key, .klen = o->klen, .seq = o->seq, .kind = o->kind,
+                          .vlen = o->kind == BT_TOMB ? 0 : o->vlen,
+                          .val = o->kind == BT_INLINE ? o->val : NULL,
+                          .v64 = o->kind == BT_VREF ? o->vpos : 0};
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Merging underfull pages of one level */
+
+/* Merge items v[a] and v[a+1] (pages of `level`) and repack them into v[a..]. */
+static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t level)
+{
+  struct bt *t = ax->t;
+  struct pg_frame *fa = NULL, *fb = NULL;
+  const uint8_t *pa, *pb;
+  struct bt_item ia = v->v[a], ib = v->v[a + 1];
+  int rc = bt_pin(ax, ia.v64, level, &fa, &pa);
+  if (rc)
+    return rc;
+  rc = bt_pin(ax, ib.v64, level, &fb, &pb);
+  if (rc) {
+    pg_unpin(t->pg, fa);
+    return rc;
+  }
+  t->st.pages_read += !ia.fresh + !ib.fresh;
+  t->st.merges++;
+  struct bt_vec *e = &t->ents;
+  e->n = 0;
+  if (level) {
+    rc = bt_br_take(pa, &ia, e);
+    if (rc == JDB_OK)
+      rc = bt_br_take(pb, &ib, e);
+  } else {
+    bt_pool_reset(&t->tmp);
+    const uint8_t *pp[2] = {pa, pb};
+    for (int s = 0; s < 2 && rc == JDB_OK; s++) {
+      struct bt_leaf l;
+      bt_leaf_init(&l, pp[s]);
+      for (uint32_t i = 0; i < l.n && rc == JDB_OK; i++) {
+        struct bt_item it;
+        rc = bt_leaf_take(ax, &l, i, &it);
+        if (rc == JDB_OK)
+          rc = bt_vec_push(e, &it);
+      }
+    }
+  }
+  t->mrg.n = 0;
+  if (rc == JDB_OK)
+    rc = bt_pack(ax, e->v, e->n, level, &ia, 0, &t->mrg);
+  pg_unpin(t->pg, fa);
+  pg_unpin(t->pg, fb);
+  if (rc == JDB_OK)
+    rc = bt_defer_free(ax, ia.v64);
+  if (rc == JDB_OK)
+    rc = bt_defer_free(ax, ib.v64);
+  if (rc == JDB_OK)
+    rc = bt_vec_splice(v, a, 2, &t->mrg);
+  return rc;
+}
+
+static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
+{
+  size_t i = 0;
+  while (v->n >= 2 && i < v->n) {
+    if (!bt_underfull(&v->v[i])) {
+      i++;
+      continue;
+    }
+    size_t a = i + 1 < v->n ? i : i - 1;
+    int rc = bt_merge_pair(ax, v, a, level);
+    if (rc)
+      return rc;
+    i = a;
+  }
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* The recursive pass */
+
+/* Merge leaf pgno (0: none, the tree is empty) with ops [0, n) and append the result to lv[0]. */
+static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, size_t n,
+                      const struct bt_item *bound, int rightmost)
+{
+  struct bt *t = ax->t;
+  struct pg_frame *fr = NULL;
+  const uint8_t *page = NULL;
+  struct bt_leaf l = {0};
+  int rc;
+  if (pgno) {
+    rc = bt_pin(ax, pgno, 0, &fr, &page);
+    if (rc)
+      return rc;
+    bt_leaf_init(&l, page);
+    t->st.pages_read++;
+  }
+  bt_pool_reset(&t->tmp);
+  struct bt_vec *e = &t->ents;
+  e->n = 0;
+  uint64_t changes = 0;
+  uint32_t i = 0;
+  size_t j = 0;
+  struct bt_item old;
+  int have = 0;
+  rc = JDB_OK;
+  if (i < l.n) {
+    rc = bt_leaf_take(ax, &l, i, &old);
+    have = rc == JDB_OK;
+  }
+  int append = rightmost;
+  if (append && l.n) {
+    struct bt_item last;
+    rc = rc ? rc : bt_leaf_take(ax, &l, l.n - 1, &last);
+    append = rc == JDB_OK &&
+             bt_cmp(last.key, last.klen, last.seq, ops[0].key, ops[0].klen, ops[0].seq) < 0;
+  }
+  while (rc == JDB_OK && (have || j < n)) {
+    int c = !have ? 1
+            : j == n ? -1
+                     : bt_cmp(old.key, old.klen, old.seq, ops[j].key, ops[j].klen, ops[j].seq);
+    if (c < 0) {
+      rc = bt_vec_push(e, &old);            /* an entry no op touches */
+    } else {
+      const struct bt_op *o = &ops[j++];
+      if (o->op == BT_OP_PUT) {
+        struct bt_item it = bt_op_item(o);
+        rc = bt_vec_push(e, &it);
+        changes++;
+        if (c == 0)
+          t->st.replaced++;
+        else
+          t->st.inserted++;
+      } else if (c == 0) {
+        changes++;                          /* erased: the old entry is not pushed */
+        t->st.erased++;
+      } else {
+        t->st.erase_missing++;
+      }
+    }
+    if (c <= 0 && rc == JDB_OK) {
+      have = 0;
+      if (++i < l.n) {
+        rc = bt_leaf_take(ax, &l, i, &old);
+        have = rc == JDB_OK;
+      }
+    }
+  }
+  if (rc == JDB_OK) {
+    if (!changes) {
+      if (pgno) {
+        struct bt_item r = {.key = bound->key, .klen = bound->klen, .seq = bound->seq,
+                            .v64 = pgno};
+        rc = bt_vec_push(&t->lv[0], &r);
+      }
+    } else {
+      rc = bt_pack(ax, e->v, e->n, 0, bound, append, &t->lv[0]);
+      if (rc == JDB_OK && pgno)
+        rc = bt_defer_free(ax, pgno);
+    }
+  }
+  if (fr)
+    pg_unpin(t->pg, fr);
+  return rc;
+}
+
+static int bt_ax_node(struct bt_ax *ax, uint64_t pgno, uint32_t level, const struct bt_op *ops,
+                      size_t n, const struct bt_item *bound, int rightmost)
+{
+  if (level == 0)
+    return bt_ax_leaf(ax, pgno, ops, n, bound, rightmost);
+  struct bt *t = ax->t;
+  struct pg_frame *fr;
+  const uint8_t *page;
+  int rc = bt_pin(ax, pgno, level, &fr, &page);
+  if (rc)
+    return rc;
+  t->st.pages_read++;
+  struct bt_vec *kids = &t->lv[level - 1];
+  kids->n = 0;
+  uint32_t nc = bt_br_n(page);
+  size_t j = 0;
+  uint32_t first_changed = UINT32_MAX;
+  struct bt_item lo = *bound;
+  for (uint32_t i = 0; rc == JDB_OK && i < nc; i++) {
+    /* child i covers [lo, hi) */
+    struct bt_item hi = {0};
+    uint64_t child;
+    if (i == 0)
+      child = bt_br_child0(page);
+    else
+      child = lo.v64;
+    if (i + 1 < nc)
+      bt_br_sep(page, i + 1, &hi.key, &hi.klen, &hi.seq, &hi.v64);
+    size_t e = j;
+    if (i + 1 == nc)
+      e = n;
+    else
+      while (e < n && bt_cmp(ops[e].key, ops[e].klen, ops[e].seq, hi.key, hi.klen, hi.seq) < 0)
+        e++;
+    if (e == j) {
+      struct bt_item it = {.key = lo.key, .klen = lo.klen, .seq = lo.seq, .v64 = child};
+      rc = bt_vec_push(kids, &it);
+    } else {
+      size_t before = kids->n;
+      rc = bt_ax_node(ax, child, level - 1, ops + j, e - j, &lo, rightmost && i + 1 == nc);
+      if (rc == JDB_OK &&
+          (kids->n != before + 1 || kids->v[before].fresh || kids->v[before].v64 != child) &&
+          first_changed == UINT32_MAX)
+        first_changed = i;
+    }
+    j = e;
+    lo = hi;
+  }
+  if (rc == JDB_OK) {
+    if (first_changed == UINT32_MAX) {
+      /* nothing below changed: keep this page */
+      struct bt_item r = {.key = bound->key, .klen = bound->klen, .seq = bound->seq,
+                          .v64 = pgno};
+      rc = bt_vec_push(&t->lv[level], &r);
+    } else {
+      rc = bt_fix_level(ax, kids, level - 1);
+      if (rc == JDB_OK)
+        rc = bt_pack(ax, kids->v, kids->n, level, bound, rightmost && first_changed + 1 >= nc,
+                     &t->lv[level]);
+      if (rc == JDB_OK)
+        rc = bt_defer_free(ax, pgno);
+    }
+  }
+  pg_unpin(t->pg, fr);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Entry point */
+
+static int bt_ops_check(const struct bt *t, const struct bt_op *ops, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    const struct bt_op *o = &ops[i];
+    if (!o->key || o->klen == 0 || o->klen > BT_KEY_MAX)
+      return JDB_EINVAL;
+    if (o->op == BT_OP_PUT) {
+      if (o->kind == BT_INLINE) {
+        if (o->vlen > t->inline_max || (o->vlen && !o->val))
+          return JDB_EINVAL;
+      } else if (o->kind == BT_VREF) {
+        if (o->vlen == 0)
+          return JDB_EINVAL;
+      } else if (o->kind != BT_TOMB) {
+        return JDB_EINVAL;
+      }
+    } else if (o->op != BT_OP_ERASE) {
+      return JDB_EINVAL;
+    }
+    if (i && bt_cmp(ops[i - 1].key, ops[i - 1].klen, ops[i - 1].seq, o->key, o->klen, o->seq) >= 0)
+      return JDB_EINVAL;
+  }
+  return JDB_OK;
+}
+
+static int bt_root_level(struct bt *t, uint32_t *level)
+{
+  struct pg_frame *fr;
+  const void *d;
+  int rc = pg_pin(t->pg, t->root, 0, &fr, &d);
+  if (rc)
+    return rc;
+  const uint8_t *p = d;
+  if (p[6] != LAYOUT_PAGE_LEAF && p[6] != LAYOUT_PAGE_BRANCH)
+    rc = JDB_CORRUPT("tree root is not a tree page", t->root);
+  *level = p[7];
+  pg_unpin(t->pg, fr);
+  return rc;
+}
+
+int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_stats *st)
+{
+  memset(&t->st, 0, sizeof(t->st));
+  int rc = bt_ops_check(t, ops, n);
+  if (rc || n == 0) {
+    if (st)
+      *st = t->st;
+    return rc;
+  }
+  struct bt_ax ax = {.t = t};
+  t->allocd.n = 0;
+  t->dfree.n = 0;
+  bt_pool_reset(&t->keep);
+  for (size_t i = 0; i <= BT_HEIGHT_MAX; i++)
+    t->lv[i].n = 0;
+  const struct bt_item inf = {.seq = UINT64_MAX};   /* the lower bound of everything */
+  uint32_t level = 0;
+  if (t->root)
+    rc = bt_root_level(t, &level);
+  if (rc == JDB_OK)
+    rc = bt_ax_node(&ax, t->root, level, ops, n, &inf, 1);
+  uint64_t root = 0;
+  while (rc == JDB_OK) {
+    struct bt_vec *v = &t->lv[level];
+    rc = bt_fix_level(&ax, v, level);
+    if (rc)
+      break;
+    if (v->n <= 1) {
+      root = v->n ? v->v[0].v64 : 0;
+      /* shrink: a root branch with one child gives way to the child */
+      while (root && v->n && v->v[0].fresh && level) {
+        struct pg_frame *fr;
+        const uint8_t *page;
+        rc = bt_pin(&ax, root, level, &fr, &page);
+        if (rc)
+          break;
+        uint32_t nc = bt_br_n(page);
+        uint64_t child = bt_br_child0(page);
+        pg_unpin(t->pg, fr);
+        if (nc != 1)
+          break;
+        rc = bt_defer_free(&ax, root);
+        root = child;
+        level--;
+      }
+      break;
+    }
+    if (level + 1 >= BT_HEIGHT_MAX) {
+      rc = JDB_CORRUPT("tree would grow past the maximum height", t->root);
+      break;
+    }
+    t->lv[level + 1].n = 0;
+    rc = bt_pack(&ax, v->v, v->n, level + 1, &inf, 0, &t->lv[level + 1]);
+    level++;
+  }
+  if (rc == JDB_OK) {
+    for (size_t i = 0; i < t->dfree.n; i++)
+      pg_free(t->pg, t->dfree.v[i]);
+    t->st.pages_freed = t->dfree.n;
+    t->root = root;
+  } else {
+    for (size_t i = 0; i < t->allocd.n; i++)
+      pg_free(t->pg, t->allocd.v[i]);
+    t->st.pages_written = 0;
+  }
+  t->allocd.n = 0;
+  t->dfree.n = 0;
+  bt_pool_reset(&t->keep);
+  bt_pool_reset(&t->tmp);
+  mem_free(ax.cuts);
+  if (st)
+    *st = t->st;
+  return rc;
+}

@@ -1,0 +1,183 @@
+/*
+ * bt_check.c - whole-tree invariant check for tests and debugging (bt.h).
+ */
+#include "bt_int.h"
+
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+
+struct bt_chk {
+  struct pg *pg;
+  int fill;
+  uint32_t leaf_depth;    /* depth of the first leaf met; every leaf must be at it */
+  struct bt_check_stats st;
+  /* the last entry seen, to check order across leaves */
+  uint8_t last[BT_KEY_MAX];
+  uint32_t last_len;
+  uint64_t last_seq;
+  int have_last;
+  uint8_t kb[BT_KEY_MAX];
+};
+
+struct bt_bound {
+  const uint8_t *key;   /* NULL: unbounded */
+  uint32_t klen;
+  uint64_t seq;
+};
+
+/* Body bytes a page uses: from the end of its header to the end of its last entry. */
+static uint32_t bt_leaf_used(const uint8_t *page)
+{
+  struct bt_leaf l;
+  bt_leaf_init(&l, page);
+  const uint8_t *sfx;
+  uint32_t slen;
+  const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(&l, l.n - 1), &sfx, &slen) + 8;
+  uint8_t kind = *q++;
+  if (kind == BT_INLINE) {
+    uint32_t v = 0;
+    q = bt_vlen_get(q, page + BT_PAGE, &v);
+    q += v;
+  } else if (kind == BT_VREF) {
+    q += 12;
+  }
+  return (uint32_t)(q - page) - BT_HDR;
+}
+
+static uint32_t bt_br_used(const uint8_t *page)
+{
+  uint32_t n = bt_br_n(page);
+  if (n < 2)
+    return 8u;
+  const uint8_t *k;
+  uint32_t kl;
+  uint64_t s, c;
+  bt_br_sep(page, n - 1, &k, &kl, &s, &c);
+  return (uint32_t)(k + kl + (s != UINT64_MAX ? 8u : 0u) + 8u - page) - BT_HDR;
+}
+
+static int bt_in_bounds(const uint8_t *k, uint32_t kl, uint64_t s, const struct bt_bound *lo,
+                        const struct bt_bound *hi)
+{
+  if (lo->key && bt_cmp(lo->key, lo->klen, lo->seq, k, kl, s) > 0)
+    return 0;
+  if (hi->key && bt_cmp(k, kl, s, hi->key, hi->klen, hi->seq) >= 0)
+    return 0;
+  return 1;
+}
+
+static int bt_chk_node(struct bt_chk *ck, uint64_t pgno, int level, uint32_t depth,
+                       const struct bt_bound *lo, const struct bt_bound *hi, int is_root)
+{
+  if (depth >= BT_HEIGHT_MAX)
+    return JDB_CORRUPT("tree deeper than the maximum height", pgno);
+  struct pg_frame *fr;
+  const void *d;
+  int rc = pg_pin(ck->pg, pgno, 0, &fr, &d);
+  if (rc == JDB_EINVAL)
+    rc = JDB_CORRUPT("tree points at a page outside the pages file", pgno);
+  if (rc)
+    return rc;
+  const uint8_t *page = d;
+  uint8_t type = page[6];
+  if (level >= 0 && page[7] != level)
+    rc = JDB_CORRUPT("child level is not its parent's level minus one", pgno);
+  else if (type == LAYOUT_PAGE_LEAF)
+    rc = bt_leaf_verify(page, BT_PAGE, pgno);
+  else if (type == LAYOUT_PAGE_BRANCH)
+    rc = bt_br_verify(page, BT_PAGE, pgno);
+  else
+    rc = JDB_CORRUPT("tree page of a non-tree type", pgno);
+  if (rc)
+    goto out;
+  if (type == LAYOUT_PAGE_LEAF) {
+    struct bt_leaf l;
+    bt_leaf_init(&l, page);
+    uint32_t used = bt_leaf_used(page);
+    if (ck->fill && !is_root && used < BT_FILL_MIN) {
+      rc = JDB_CORRUPT("leaf under the minimum fill", pgno);
+      goto out;
+    }
+    if (ck->leaf_depth == UINT32_MAX)
+      ck->leaf_depth = depth;
+    else if (ck->leaf_depth != depth) {
+      rc = JDB_CORRUPT("leaves at different depths", pgno);
+      goto out;
+    }
+    for (uint32_t i = 0; i < l.n; i++) {
+      struct bt_ent e;
+      bt_leaf_get(&l, i, ck->kb, &e);
+      if (!bt_in_bounds(e.key, e.klen, e.seq, lo, hi)) {
+        rc = JDB_CORRUPT("leaf entry outside the bounds its parent gives", pgno);
+        goto out;
+      }
+      if (ck->have_last && bt_cmp(ck->last, ck->last_len, ck->last_seq, e.key, e.klen, e.seq) >= 0) {
+        rc = JDB_CORRUPT("entries out of order across leaves", pgno);
+        goto out;
+      }
+      memcpy(ck->last, e.key, e.klen);
+      ck->last_len = e.klen;
+      ck->last_seq = e.seq;
+      ck->have_last = 1;
+      ck->st.key_bytes += e.klen;
+    }
+    ck->st.entries += l.n;
+    ck->st.leaves++;
+    ck->st.leaf_bytes += BT_HDR + used;
+    ck->st.prefix_saved += (uint64_t)(l.n - 1) * l.plen;
+    if (depth + 1 > ck->st.height)
+      ck->st.height = depth + 1;
+    goto out;
+  }
+  /* branch */
+  uint32_t n = bt_br_n(page);
+  if (ck->fill && !is_root && bt_br_used(page) < BT_FILL_MIN) {
+    rc = JDB_CORRUPT("branch under the minimum fill", pgno);
+    goto out;
+  }
+  ck->st.branches++;
+  struct bt_bound clo = *lo;
+  for (uint32_t i = 0; i < n && rc == JDB_OK; i++) {
+    struct bt_bound chi = *hi;
+    uint64_t child = bt_br_child0(page), c;
+    if (i > 0) {
+      uint64_t s;
+      const uint8_t *k;
+      uint32_t kl;
+      bt_br_sep(page, i, &k, &kl, &s, &child);
+      (void)k;
+      (void)kl;
+      (void)s;
+    }
+    if (i + 1 < n) {
+      bt_br_sep(page, i + 1, &chi.key, &chi.klen, &chi.seq, &c);
+      if (!bt_in_bounds(chi.key, chi.klen, chi.seq, lo, hi) ||
+          (hi->key && bt_cmp(chi.key, chi.klen, chi.seq, hi->key, hi->klen, hi->seq) == 0)) {
+        rc = JDB_CORRUPT("separator outside the bounds its parent gives", pgno);
+        break;
+      }
+    }
+    rc = bt_chk_node(ck, child, page[7] - 1, depth + 1, &clo, &chi, 0);
+    clo = chi;
+  }
+out:
+  pg_unpin(ck->pg, fr);
+  return rc;
+}
+
+int bt_check(struct pg *pg, uint64_t root, int fill_check, struct bt_check_stats *st)
+{
+  struct bt_chk *ck = mem_calloc(1, sizeof(*ck));
+  if (!ck)
+    return JDB_ENOMEM;
+  ck->pg = pg;
+  ck->fill = fill_check;
+  ck->leaf_depth = UINT32_MAX;
+  struct bt_bound inf = {0};
+  int rc = root ? bt_chk_node(ck, root, -1, 0, &inf, &inf, 1) : JDB_OK;
+  if (st)
+    *st = ck->st;
+  mem_free(ck);
+  return rc;
+}
