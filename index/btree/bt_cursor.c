@@ -241,12 +241,67 @@ int bt_cursor_prev(struct bt_cursor *c)
   return JDB_OK;
 }
 
+/* The lookup without pins, while every page on the path is resident (nothing can be evicted
+   while the fiber does not yield). Returns 0 when it cannot answer (a page not in memory, a
+   damaged level, or the entry sought starting the next leaf): the caller takes the cursor path,
+   which loads, checks and reports. */
+static int bt_get_peek(struct pg *pg, uint64_t root, const uint8_t *key, uint32_t klen,
+                       uint64_t snap, struct bt_ent *out, void *vbuf, int *rc)
+{
+  const uint8_t *page = pg_peek(pg, root);
+  if (!page)
+    return 0;
+  uint32_t level = page[7];
+  while (page[6] == LAYOUT_PAGE_BRANCH) {
+    uint32_t i = bt_br_find(page, key, klen, snap);
+    page = pg_peek(pg, bt_br_child(page, i));
+    if (!page || page[7] != level - 1 || (level == 1) != (page[6] == LAYOUT_PAGE_LEAF))
+      return 0;
+    level--;
+  }
+  if (page[6] != LAYOUT_PAGE_LEAF || level != 0)
+    return 0;
+  struct bt_leaf l;
+  bt_leaf_init(&l, page);
+  uint32_t i = bt_leaf_lower(&l, key, klen, snap);
+  if (i == l.n)
+    return 0;
+  const uint8_t *sfx;
+  uint32_t slen;
+  const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(&l, i), &sfx, &slen);
+  if (l.plen + slen != klen || memcmp(sfx, key + l.plen, slen) != 0 ||
+      (l.plen && memcmp(l.prefix, key, l.plen) != 0)) {
+    *rc = JDB_NOTFOUND;
+    return 1;
+  }
+  *out = (struct bt_ent){.key = key, .klen = klen, .seq = le64_get(q), .kind = q[8]};
+  q += 9;
+  if (out->kind == BT_INLINE) {
+    q = bt_vlen_fast(q, &out->vlen);
+    if (out->vlen)
+      memcpy(vbuf, q, out->vlen);
+    out->val = vbuf;
+  } else if (out->kind == BT_VREF) {
+    out->vpos = le64_get(q);
+    out->vlen = le32_get(q + 8);
+  }
+  *rc = JDB_OK;
+  return 1;
+}
+
 int bt_get(struct pg *pg, uint64_t root, const void *key, uint32_t klen, uint64_t snap_seq,
            struct bt_ent *out, void *vbuf)
 {
+  int rc;
+  if (!key || klen == 0 || klen > BT_KEY_MAX)
+    return JDB_EINVAL;
+  if (!root)
+    return JDB_NOTFOUND;
+  if (bt_get_peek(pg, root, key, klen, snap_seq, out, vbuf, &rc))
+    return rc;
   struct bt_cursor c;
   bt_cursor_init(&c, pg, root);
-  int rc = bt_cursor_seek(&c, key, klen, snap_seq);
+  rc = bt_cursor_seek(&c, key, klen, snap_seq);
   if (rc == JDB_OK) {
     if (c.ent.klen != klen || memcmp(c.ent.key, key, klen) != 0) {
       rc = JDB_NOTFOUND;

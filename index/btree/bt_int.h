@@ -4,8 +4,10 @@
  *
  * Leaf body (page header type LEAF, level 0, count = n entries):
  *   32            u16 P: prefix length; then P prefix bytes
- *   34+P          u16 slot[n]: page offset of entry i, in key order
- *   34+P+2n       entries, back to back in slot order (slot[0] is where they start):
+ *   34+P          slot[n], 6 bytes each, in key order: u16 page offset of entry i, then the
+ *                 entry's head: the first 4 bytes of its suffix, zero-padded, as a big-endian
+ *                 u32 (binary search compares heads and reads an entry only on a tie)
+ *   34+P+6n       entries, back to back in slot order (slot[0] is where they start):
  *                   klen'  suffix length (1 or 2 bytes, see bt_vlen)
  *                   suffix the key without the prefix (full key = prefix ‖ suffix, 1..BT_KEY_MAX)
  *                   seq    u64
@@ -14,8 +16,9 @@
  *   rest zero.
  * Branch body (type BRANCH, level 1..32, count = n children >= 1):
  *   32            u64 child[0]
- *   40            u16 slot[n-1]: page offset of separator i (1..n-1), in key order
- *   40+2(n-1)     separators back to back in slot order:
+ *   40            slot[n-1], 6 bytes each, in key order: u16 page offset of separator i
+ *                 (1..n-1), then the head of its key (as leaf slots)
+ *   40+6(n-1)     separators back to back in slot order:
  *                   klen'  (key length << 1 | has_seq), 1 or 2 bytes
  *                   key    1..BT_KEY_MAX bytes
  *                   seq    u64, present only when has_seq (absent: UINT64_MAX, i.e. the first
@@ -38,6 +41,7 @@
 #define BT_HDR LAYOUT_PAGE_HDR_SIZE
 #define BT_LEAF_BASE (BT_HDR + 2u)                 /* after the prefix length */
 #define BT_BR_BASE (BT_HDR + 8u)                   /* after child[0] */
+#define BT_LSLOT 6u                                /* leaf slot: u16 offset + u32 head */
 #define BT_USABLE (BT_PAGE - BT_HDR)
 #define BT_FILL_MIN (BT_USABLE / 4u)               /* a page under this many body bytes is underfull */
 
@@ -82,6 +86,27 @@ static inline const uint8_t *bt_vlen_fast(const uint8_t *p, uint32_t *v)
   return p + 2;
 }
 
+/* The head of a suffix: its first 4 bytes, zero-padded, big-endian (so heads order as memcmp
+   does, and unequal heads decide a comparison). */
+static inline uint32_t bt_head(const uint8_t *s, uint32_t len)
+{
+  uint32_t h = 0;
+  for (uint32_t i = 0; i < 4; i++)
+    h = h << 8 | (i < len ? s[i] : 0u);
+  return h;
+}
+static inline void bt_head_put(uint8_t *p, uint32_t h)
+{
+  p[0] = (uint8_t)(h >> 24);
+  p[1] = (uint8_t)(h >> 16);
+  p[2] = (uint8_t)(h >> 8);
+  p[3] = (uint8_t)h;
+}
+static inline uint32_t bt_be32_get(const uint8_t *p)
+{
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 /* ---- keys ---- */
 static inline int bt_keycmp(const uint8_t *a, uint32_t la, const uint8_t *b, uint32_t lb)
 {
@@ -118,7 +143,7 @@ struct bt_item {
 /* Bytes an item takes in a page body, slot included (prefix p for leaves). */
 static inline uint32_t bt_leaf_item_size(const struct bt_item *it, uint32_t p)
 {
-  uint32_t s = 2u + bt_vlen_size(it->klen - p) + (it->klen - p) + 8u + 1u;
+  uint32_t s = BT_LSLOT + bt_vlen_size(it->klen - p) + (it->klen - p) + 8u + 1u;
   if (it->kind == BT_INLINE)
     s += bt_vlen_size(it->vlen) + it->vlen;
   else if (it->kind == BT_VREF)
@@ -127,7 +152,7 @@ static inline uint32_t bt_leaf_item_size(const struct bt_item *it, uint32_t p)
 }
 static inline uint32_t bt_br_item_size(const struct bt_item *it)
 {
-  uint32_t s = 2u + bt_vlen_size(it->klen << 1 | 1u) + it->klen + 8u;
+  uint32_t s = BT_LSLOT + bt_vlen_size(it->klen << 1 | 1u) + it->klen + 8u;
   if (it->seq != UINT64_MAX)
     s += 8u;
   return s;
@@ -149,7 +174,11 @@ static inline void bt_leaf_init(struct bt_leaf *l, const uint8_t *page)
 }
 static inline const uint8_t *bt_leaf_ent(const struct bt_leaf *l, uint32_t i)
 {
-  return l->page + le16_get(l->page + BT_LEAF_BASE + l->plen + 2u * i);
+  return l->page + le16_get(l->page + BT_LEAF_BASE + l->plen + BT_LSLOT * i);
+}
+static inline uint32_t bt_leaf_head(const struct bt_leaf *l, uint32_t i)
+{
+  return bt_be32_get(l->page + BT_LEAF_BASE + l->plen + BT_LSLOT * i + 2u);
 }
 /* Decode the suffix of the entry at e: *sfx, *slen; returns the byte after the suffix (seq). */
 static inline const uint8_t *bt_leaf_sfx(const uint8_t *e, const uint8_t **sfx, uint32_t *slen)

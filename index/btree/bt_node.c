@@ -71,15 +71,22 @@ uint32_t bt_leaf_lower(const struct bt_leaf *l, const uint8_t *key, uint32_t kle
   }
   const uint8_t *k = key + p;
   uint32_t kl = klen - p;
+  uint32_t th = bt_head(k, kl);
   uint32_t lo = 0, hi = l->n;
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo) / 2;
-    const uint8_t *sfx;
-    uint32_t slen;
-    const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(l, mid), &sfx, &slen);
-    int c = bt_keycmp(sfx, slen, k, kl);
-    if (c == 0)
-      c = bt_seqcmp(le64_get(q), seq);
+    uint32_t h = bt_leaf_head(l, mid);
+    int c;
+    if (h != th) {
+      c = h < th ? -1 : 1;
+    } else {
+      const uint8_t *sfx;
+      uint32_t slen;
+      const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(l, mid), &sfx, &slen);
+      c = bt_keycmp(sfx, slen, k, kl);
+      if (c == 0)
+        c = bt_seqcmp(le64_get(q), seq);
+    }
     if (c < 0)
       lo = mid + 1;
     else
@@ -110,11 +117,12 @@ void bt_leaf_encode(uint8_t *page, const struct bt_item *it, uint32_t n)
   if (p)
     memcpy(page + BT_LEAF_BASE, it[0].key, p);
   uint8_t *slot = page + BT_LEAF_BASE + p;
-  uint8_t *e = slot + 2u * n;
+  uint8_t *e = slot + BT_LSLOT * n;
   for (uint32_t i = 0; i < n; i++) {
     JDB_ASSERT(e - page < (ptrdiff_t)BT_PAGE);
-    le16_put(slot + 2u * i, (uint16_t)(e - page));
     uint32_t sl = it[i].klen - p;
+    le16_put(slot + BT_LSLOT * i, (uint16_t)(e - page));
+    bt_head_put(slot + BT_LSLOT * i + 2u, bt_head(it[i].key + p, sl));
     e = bt_vlen_put(e, sl);
     memcpy(e, it[i].key + p, sl);
     e += sl;
@@ -140,16 +148,16 @@ int bt_leaf_verify(const uint8_t *page, size_t size, uint64_t pgno)
   const uint8_t *end = page + size;
   uint32_t n = le16_get(page + 8);
   uint32_t p = le16_get(page + BT_HDR);
-  if (p > BT_KEY_MAX || BT_LEAF_BASE + p + 2ull * n > size)
+  if (p > BT_KEY_MAX || BT_LEAF_BASE + p + (uint64_t)BT_LSLOT * n > size)
     return JDB_CORRUPT("leaf prefix or slot array out of the page", pgno);
   const uint8_t *prefix = page + BT_LEAF_BASE;
   const uint8_t *slot = prefix + p;
-  const uint8_t *want = slot + 2u * n;   /* where entry i must start */
+  const uint8_t *want = slot + BT_LSLOT * n;   /* where entry i must start */
   const uint8_t *pk = NULL;              /* previous suffix */
   uint32_t pl = 0;
   uint64_t ps = 0;
   for (uint32_t i = 0; i < n; i++) {
-    if (page + le16_get(slot + 2u * i) != want)
+    if (page + le16_get(slot + BT_LSLOT * i) != want)
       return JDB_CORRUPT("leaf slot does not point at the next entry", pgno);
     uint32_t sl;
     const uint8_t *q = bt_vlen_get(want, end, &sl);
@@ -157,6 +165,8 @@ int bt_leaf_verify(const uint8_t *page, size_t size, uint64_t pgno)
         end - (q + sl) < 9)
       return JDB_CORRUPT("leaf key out of the page or of bad length", pgno);
     const uint8_t *sfx = q;
+    if (bt_be32_get(slot + BT_LSLOT * i + 2u) != bt_head(sfx, sl))
+      return JDB_CORRUPT("leaf slot head does not match its entry", pgno);
     q += sl;
     uint64_t seq = le64_get(q);
     q += 8;
@@ -188,7 +198,7 @@ int bt_leaf_verify(const uint8_t *page, size_t size, uint64_t pgno)
   const uint8_t *s0, *s1;
   uint32_t l0, l1;
   bt_leaf_sfx(page + le16_get(slot), &s0, &l0);
-  bt_leaf_sfx(page + le16_get(slot + 2u * (n - 1)), &s1, &l1);
+  bt_leaf_sfx(page + le16_get(slot + BT_LSLOT * (n - 1)), &s1, &l1);
   if (n == 1 ? l0 != 0 : (l0 && l1 && s0[0] == s1[0]))
     return JDB_CORRUPT("leaf prefix is not the common prefix of its first and last key", pgno);
   return JDB_OK;
@@ -217,7 +227,7 @@ static const uint8_t *bt_br_sep_at(const uint8_t *s, const uint8_t **key, uint32
 void bt_br_sep(const uint8_t *page, uint32_t i, const uint8_t **key, uint32_t *klen,
                uint64_t *seq, uint64_t *child)
 {
-  const uint8_t *s = page + le16_get(page + BT_BR_BASE + 2u * (i - 1));
+  const uint8_t *s = page + le16_get(page + BT_BR_BASE + BT_LSLOT * (i - 1));
   s = bt_br_sep_at(s, key, klen, seq);
   *child = le64_get(s);
 }
@@ -236,16 +246,24 @@ uint64_t bt_br_child(const uint8_t *page, uint32_t i)
 uint32_t bt_br_find(const uint8_t *page, const uint8_t *key, uint32_t klen, uint64_t seq)
 {
   /* separators 1..n-1; find the last one <= (key, seq) */
+  uint32_t th = bt_head(key, klen);
   uint32_t lo = 1, hi = bt_br_n(page);
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo) / 2;
-    const uint8_t *k;
-    uint32_t kl;
-    uint64_t s;
-    bt_br_sep_at(page + le16_get(page + BT_BR_BASE + 2u * (mid - 1)), &k, &kl, &s);
-    int c = bt_keycmp(k, kl, key, klen);
-    if (c == 0)
-      c = bt_seqcmp(s, seq);
+    const uint8_t *slot = page + BT_BR_BASE + BT_LSLOT * (mid - 1);
+    uint32_t h = bt_be32_get(slot + 2u);
+    int c;
+    if (h != th) {
+      c = h < th ? -1 : 1;
+    } else {
+      const uint8_t *k;
+      uint32_t kl;
+      uint64_t s;
+      bt_br_sep_at(page + le16_get(slot), &k, &kl, &s);
+      c = bt_keycmp(k, kl, key, klen);
+      if (c == 0)
+        c = bt_seqcmp(s, seq);
+    }
     if (c <= 0)
       lo = mid + 1;
     else
@@ -267,9 +285,10 @@ void bt_br_encode(uint8_t *page, const struct bt_item *it, uint32_t n)
   JDB_ASSERT(n >= 1);
   le64_put(page + BT_HDR, it[0].v64);
   uint8_t *slot = page + BT_BR_BASE;
-  uint8_t *e = slot + 2u * (n - 1);
+  uint8_t *e = slot + BT_LSLOT * (n - 1);
   for (uint32_t i = 1; i < n; i++) {
-    le16_put(slot + 2u * (i - 1), (uint16_t)(e - page));
+    le16_put(slot + BT_LSLOT * (i - 1), (uint16_t)(e - page));
+    bt_head_put(slot + BT_LSLOT * (i - 1) + 2u, bt_head(it[i].key, it[i].klen));
     int has_seq = it[i].seq != UINT64_MAX;
     e = bt_vlen_put(e, it[i].klen << 1 | (uint32_t)has_seq);
     memcpy(e, it[i].key, it[i].klen);
@@ -288,17 +307,17 @@ int bt_br_verify(const uint8_t *page, size_t size, uint64_t pgno)
 {
   const uint8_t *end = page + size;
   uint32_t n = le16_get(page + 8);
-  if (n < 2 || BT_BR_BASE + 2ull * (n - 1) > size)
+  if (n < 2 || BT_BR_BASE + (uint64_t)BT_LSLOT * (n - 1) > size)
     return JDB_CORRUPT("branch with fewer than two children or slot array out of the page", pgno);
   if (bt_br_child0(page) < 2)
     return JDB_CORRUPT("branch child is a superblock slot", pgno);
   const uint8_t *slot = page + BT_BR_BASE;
-  const uint8_t *want = slot + 2u * (n - 1);
+  const uint8_t *want = slot + BT_LSLOT * (n - 1);
   const uint8_t *pk = NULL;
   uint32_t pl = 0;
   uint64_t ps = 0;
   for (uint32_t i = 1; i < n; i++) {
-    if (page + le16_get(slot + 2u * (i - 1)) != want)
+    if (page + le16_get(slot + BT_LSLOT * (i - 1)) != want)
       return JDB_CORRUPT("branch slot does not point at the next separator", pgno);
     uint32_t v;
     const uint8_t *q = bt_vlen_get(want, end, &v);
@@ -307,6 +326,8 @@ int bt_br_verify(const uint8_t *page, size_t size, uint64_t pgno)
     if (!q || kl == 0 || kl > BT_KEY_MAX || need > (uint32_t)(end - q))
       return JDB_CORRUPT("branch separator out of the page or of bad length", pgno);
     const uint8_t *k = q;
+    if (bt_be32_get(slot + BT_LSLOT * (i - 1) + 2u) != bt_head(k, kl))
+      return JDB_CORRUPT("branch slot head does not match its separator", pgno);
     q += kl;
     uint64_t seq = UINT64_MAX;
     if (v & 1u) {

@@ -316,8 +316,10 @@ static void pg_frame_read_done(struct fs_op *op)
   f->waiters = NULL;
   if (rc)
     pg_frame_release(p, f);
-  else
+  else {
     f->state = PG_FRAME_RESIDENT;
+    pg_hash_set_ready(p, f);
+  }
   while (w) {
     struct pg_waiter *next = w->next;   /* w may be gone once done is set and it runs */
     struct coro *co = w->co;
@@ -394,7 +396,7 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
   int rc;
   if (f && f->state != PG_FRAME_LOADING) {
     f->pins++;
-    f->ref = 1;
+    p->refs[f->idx] = 1;
     p->stats.hits++;
   } else if (f) {
     f->pins++;
@@ -411,7 +413,7 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
     f->pgno = pgno;
     f->state = PG_FRAME_LOADING;
     f->pins = 1;
-    f->ref = 1;
+    p->refs[f->idx] = 1;
     pg_hash_insert(p, f);
     fs_op_prep_read(&f->op, p->file, f->data, PG_PAGE, pgno * PG_PAGE);
     f->op.fixed_buf = pg_frame_fixed(p, f);
@@ -494,7 +496,7 @@ int pg_alloc(struct pg *p, uint64_t *pgno, struct pg_frame **fr, void **data)
   memset(f->data, 0, PG_PAGE);
   f->state = PG_FRAME_DIRTY;
   f->pins = 1;
-  f->ref = 1;
+  p->refs[f->idx] = 1;
   pg_dirty_add(p, f);
   *pgno = n;
   *fr = f;
@@ -626,13 +628,22 @@ int pg_check(const struct pg *p)
   PG_CHECK(nstate[PG_FRAME_FREE] == nfree, "%s: %llu FREE frames, %llu on the free list",
            p->path, (unsigned long long)nstate[PG_FRAME_FREE], (unsigned long long)nfree);
   PG_CHECK(nstate[PG_FRAME_DIRTY] == ndirty, "%s: DIRTY frames off the dirty list", p->path);
-  for (uint64_t b = 0; b <= p->bucket_mask; b++)
-    for (const struct pg_frame *f = p->buckets[b]; f; f = f->hnext) {
-      PG_CHECK(++nhashed <= p->nframes, "%s: hash chains loop", p->path);
-      PG_CHECK(f->state == PG_FRAME_LOADING || f->state == PG_FRAME_RESIDENT ||
-                   f->state == PG_FRAME_DIRTY,
-               "%s: hashed frame %u in state %u", p->path, f->idx, f->state);
-    }
+  for (uint64_t b = 0; b <= p->slot_mask; b++) {
+    const struct pg_slot *sl = &p->slots[b];
+    if (!sl->pgno)
+      continue;
+    nhashed++;
+    PG_CHECK(sl->idx < p->nframes, "%s: slot %llu names frame %u", p->path,
+             (unsigned long long)b, sl->idx);
+    const struct pg_frame *f = &p->frames[sl->idx];
+    PG_CHECK(f->pgno == sl->pgno, "%s: slot %llu names frame %u of another page", p->path,
+             (unsigned long long)b, sl->idx);
+    PG_CHECK(f->state == PG_FRAME_LOADING || f->state == PG_FRAME_RESIDENT ||
+                 f->state == PG_FRAME_DIRTY,
+             "%s: hashed frame %u in state %u", p->path, f->idx, f->state);
+    PG_CHECK(sl->ready == (f->state != PG_FRAME_LOADING), "%s: slot %llu readiness", p->path,
+             (unsigned long long)b);
+  }
   PG_CHECK(nhashed == nstate[PG_FRAME_LOADING] + nstate[PG_FRAME_RESIDENT] + ndirty,
            "%s: %llu frames hashed", p->path, (unsigned long long)nhashed);
 

@@ -93,6 +93,13 @@ const struct layout_super *pg_super(const struct pg *p);
 int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
            const void **data);
 void pg_unpin(struct pg *p, struct pg_frame *fr);
+/* The bytes of page pgno if it is resident or dirty, without pinning or loading it: NULL when it
+   is not in memory or still loading (then use pg_pin). For short read-only looks that do not
+   yield: the pointer is valid until the calling fiber parks or calls a pg function that may
+   evict or drop pages (pg_pin, pg_alloc, pg_free, pg_commit, pg_reclaim, pg_close). Sets the
+   page's CLOCK reference bit and counts a hit. The page was verified when it was loaded; the
+   caller checks its type. */
+const void *pg_peek(struct pg *p, uint64_t pgno);
 /* The page number a pinned frame holds. */
 uint64_t pg_frame_pgno(const struct pg_frame *fr);
 

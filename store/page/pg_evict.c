@@ -5,8 +5,11 @@
  * Memory, allocated once at pg_open and never on the hot path: the frames' pages are one arena
  * mapping (2 MiB huge pages when the system has them), carved into PG_PAGE pieces in frame order
  * (so frame i's data is base + i * PG_PAGE); the frame structs are one array; the hash table is a
- * power-of-two array of chain heads (at least twice the frame count), chained through
- * frame->hnext. The arena is registered with the fs ctx as fixed buffers, one iovec per
+ * power-of-two array of slots (at least twice the frame count), open-addressed with linear
+ * probing, each slot holding the pgno, the frame index and whether the page is readable, so a
+ * lookup touches one slot and pg_peek reaches the page without touching the frame struct (a
+ * chained table cost a bucket and a frame-struct cache miss per level of a tree descent: 45% of
+ * a warm point lookup). CLOCK reference bits live in their own byte array for the same reason. The arena is registered with the fs ctx as fixed buffers, one iovec per
  * PG_FIXED_CHUNK_FRAMES frames (io_uring caps one registered buffer at 1 GiB); reads and writes of
  * frame i then name buffer i / PG_FIXED_CHUNK_FRAMES. Registration is an optimisation: when the
  * backend or the locked-memory limit refuses it, ops simply go without fixed_buf.
@@ -19,7 +22,7 @@
  *   - Eviction takes only RESIDENT frames with no pin, whose op is idle or done and which have no
  *     waiter: a LOADING frame (read in flight) or a DIRTY one (not yet written) is never taken.
  *
- * CLOCK: every pin sets the frame's reference bit. When no frame is free, the hand sweeps the
+ * CLOCK: every pin and peek sets the frame's reference bit. When no frame is free, the hand sweeps the
  * frame array: an unpinned RESIDENT frame with its bit set gets it cleared (a second chance),
  * one with the bit clear is evicted. Two full turns without a victim mean every frame is pinned,
  * loading or dirty: JDB_ENOMEM for the caller. The sweep touches only the frame structs, never
@@ -33,35 +36,75 @@
 #include <string.h>
 #include <sys/uio.h>
 
-static inline uint64_t pg_hash_slot(const struct pg *p, uint64_t pgno)
+static inline uint64_t pg_hash_home(const struct pg *p, uint64_t pgno)
 {
-  return ((pgno * 0x9e3779b97f4a7c15ull) >> 29) & p->bucket_mask;
+  return ((pgno * 0x9e3779b97f4a7c15ull) >> 29) & p->slot_mask;
+}
+
+/* Slot index holding pgno, or the empty slot where it would go. */
+static inline uint64_t pg_hash_probe(const struct pg *p, uint64_t pgno)
+{
+  uint64_t i = pg_hash_home(p, pgno);
+  while (p->slots[i].pgno && p->slots[i].pgno != pgno)
+    i = (i + 1) & p->slot_mask;
+  return i;
 }
 
 struct pg_frame *pg_hash_find(const struct pg *p, uint64_t pgno)
 {
-  struct pg_frame *f = p->buckets[pg_hash_slot(p, pgno)];
-  while (f && f->pgno != pgno)
-    f = f->hnext;
-  return f;
+  const struct pg_slot *s = &p->slots[pg_hash_probe(p, pgno)];
+  return s->pgno ? &p->frames[s->idx] : NULL;
+}
+
+const void *pg_peek(struct pg *p, uint64_t pgno)
+{
+  const struct pg_slot *s = &p->slots[pg_hash_probe(p, pgno)];
+  if (!s->pgno || !s->ready)
+    return NULL;
+  p->refs[s->idx] = 1;
+  p->stats.hits++;
+  return p->arena.base + (size_t)s->idx * PG_PAGE;
 }
 
 void pg_hash_insert(struct pg *p, struct pg_frame *f)
 {
-  JDB_DEBUG_ASSERT(pg_hash_find(p, f->pgno) == NULL);
-  struct pg_frame **b = &p->buckets[pg_hash_slot(p, f->pgno)];
-  f->hnext = *b;
-  *b = f;
+  uint64_t i = pg_hash_probe(p, f->pgno);
+  JDB_ASSERT(p->slots[i].pgno == 0);
+  p->slots[i] = (struct pg_slot){.pgno = f->pgno, .idx = f->idx,
+                                 .ready = f->state != PG_FRAME_LOADING};
 }
 
+void pg_hash_set_ready(struct pg *p, const struct pg_frame *f)
+{
+  uint64_t i = pg_hash_probe(p, f->pgno);
+  JDB_ASSERT(p->slots[i].pgno == f->pgno && p->slots[i].idx == f->idx);
+  p->slots[i].ready = 1;
+}
+
+/* Linear probing with backward-shift deletion: later entries of the cluster whose home is not
+   between the hole and themselves move into the hole, so lookups never need tombstones. */
 void pg_hash_remove(struct pg *p, struct pg_frame *f)
 {
-  struct pg_frame **pp = &p->buckets[pg_hash_slot(p, f->pgno)];
-  while (*pp && *pp != f)
-    pp = &(*pp)->hnext;
-  JDB_ASSERT(*pp == f);
-  *pp = f->hnext;
-  f->hnext = NULL;
+  uint64_t i = pg_hash_probe(p, f->pgno), m = p->slot_mask;
+  JDB_ASSERT(p->slots[i].pgno == f->pgno && p->slots[i].idx == f->idx);
+  for (uint64_t j = (i + 1) & m; p->slots[j].pgno; j = (j + 1) & m) {
+    uint64_t k = pg_hash_home(p, p->slots[j].pgno);
+    /* the entry at j may fill the hole at i iff its home k is not in (i, j] (cyclically) */
+    int in = i <= j ? (k > i && k <= j) : (k > i || k <= j);
+    if (!in) {
+      p->slots[i] = p->slots[j];
+      i = j;
+    }
+  }
+  p->slots[i] = (struct pg_slot){0};
+}
+
+uint64_t pg_hash_count(const struct pg *p)
+{
+  uint64_t n = 0;
+  for (uint64_t i = 0; i <= p->slot_mask; i++)
+    n += p->slots[i].pgno != 0;
+  return n;
 }
 
 void pg_dirty_add(struct pg *p, struct pg_frame *f)
@@ -92,7 +135,7 @@ void pg_frame_release(struct pg *p, struct pg_frame *f)
     pg_hash_remove(p, f);
   f->state = PG_FRAME_FREE;
   f->pins = 0;
-  f->ref = 0;
+  p->refs[f->idx] = 0;
   f->lnext = p->free_frames;
   p->free_frames = f;
 }
@@ -117,8 +160,8 @@ struct pg_frame *pg_frame_take(struct pg *p)
     p->hand = p->hand + 1 == n ? 0 : p->hand + 1;
     if (!pg_frame_evictable(f))
       continue;
-    if (f->ref) {
-      f->ref = 0;
+    if (p->refs[f->idx]) {
+      p->refs[f->idx] = 0;
       continue;
     }
     /* A RESIDENT frame has no I/O in flight and nobody waiting on it. */
@@ -178,10 +221,11 @@ int pg_frames_init(struct pg *p)
   uint64_t nb = 1;
   while (nb < 2ull * n)
     nb <<= 1;
-  p->buckets = mem_calloc(nb, sizeof *p->buckets);
-  if (!p->frames || !p->buckets)
+  p->slots = mem_calloc(nb, sizeof *p->slots);
+  p->refs = mem_calloc(n, 1);
+  if (!p->frames || !p->slots || !p->refs)
     return JDB_ENOMEM;
-  p->bucket_mask = nb - 1;
+  p->slot_mask = nb - 1;
   for (uint32_t i = 0; i < n; i++) {
     struct pg_frame *f = &p->frames[i];
     f->data = mem_arena_alloc(&p->arena, PG_PAGE);
@@ -211,8 +255,10 @@ void pg_frames_deinit(struct pg *p)
       LOG_WARN("%s: unregistering the frame buffers: %s", p->path, jdb_strerror(rc));
     p->fixed = 0;
   }
-  mem_free(p->buckets);
-  p->buckets = NULL;
+  mem_free(p->slots);
+  p->slots = NULL;
+  mem_free(p->refs);
+  p->refs = NULL;
   mem_free(p->frames);
   p->frames = NULL;
   if (p->arena.base)

@@ -55,10 +55,16 @@ struct pg_frame {
   uint32_t pins;
   uint32_t idx;            /* index in pg->frames */
   uint8_t state;           /* enum pg_frame_state */
-  uint8_t ref;             /* CLOCK reference bit: set by a pin, cleared by the sweeping hand */
-  struct pg_frame *hnext;  /* hash chain */
   struct pg_frame *lnext, *lprev;   /* free-frame list (lnext only) or dirty list */
   struct pg_waiter *waiters;
+};
+
+/* One entry of the pgno -> frame table: empty when pgno is 0 (never a frame's page). ready: the
+   frame is RESIDENT or DIRTY (readable without waiting), so pg_peek needs no frame struct. */
+struct pg_slot {
+  uint64_t pgno;
+  uint32_t idx;
+  uint32_t ready;
 };
 
 /* A growable array of page numbers (free-page sets). */
@@ -91,8 +97,9 @@ struct pg {
   struct pg_frame *frames;
   uint32_t nframes;
   uint32_t hand;                   /* CLOCK hand */
-  struct pg_frame **buckets;
-  uint64_t bucket_mask;
+  struct pg_slot *slots;           /* open-addressed pgno -> frame table (pg_evict.c) */
+  uint64_t slot_mask;
+  uint8_t *refs;                   /* CLOCK reference bits, one byte per frame */
   struct pg_frame *free_frames;    /* FREE frames, through lnext */
   struct pg_frame dirty;           /* sentinel of the DIRTY list (lnext/lprev) */
   uint32_t ndirty;
@@ -136,6 +143,10 @@ void pg_frames_deinit(struct pg *p);
 struct pg_frame *pg_hash_find(const struct pg *p, uint64_t pgno);
 void pg_hash_insert(struct pg *p, struct pg_frame *f);
 void pg_hash_remove(struct pg *p, struct pg_frame *f);
+/* The frame of a hashed page finished loading (LOADING -> RESIDENT). */
+void pg_hash_set_ready(struct pg *p, const struct pg_frame *f);
+/* Entries in the table (for pg_check). */
+uint64_t pg_hash_count(const struct pg *p);
 /* A FREE frame (from the free list, else by evicting an unpinned RESIDENT one), out of every
    list; NULL when none can be had. */
 struct pg_frame *pg_frame_take(struct pg *p);
