@@ -25,11 +25,22 @@ void bench_row(const char *name, uint64_t ops, double secs, uint64_t bytes, uint
                size_t nlat);
 void bench_note(const char *fmt, ...);
 uint64_t bench_now_ns(void);
+/* splitmix64: the benches' pseudo-random sequence (state advanced in place). */
+static inline uint64_t bench_rand(uint64_t *s)
+{
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+/* Remove dir and the files in it (one level; missing is fine). */
+void bench_rmdir(const char *dir);
 
 int bench_io(const struct bench_env *env);
 int bench_cksum(const struct bench_env *env);
 int bench_pages(const struct bench_env *env);
 int bench_log(const struct bench_env *env);
+int bench_btree(const struct bench_env *env);
 void bench_cksum_run(double seconds_per_case,
                      void (*report)(const char *name, double ns_per_op, double bytes_per_sec));
 

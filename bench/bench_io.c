@@ -55,14 +55,6 @@ struct io_run {
   struct io_slot slots[IO_QD_MAX];
 };
 
-static uint64_t io_rand(uint64_t *s)
-{
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static void io_lat_push(struct io_run *r, uint64_t ns)
 {
   if (r->nlat == r->cap) {
@@ -108,7 +100,7 @@ static void io_read_done(struct fs_op *op)
 static void io_read_issue(struct io_slot *s)
 {
   struct io_run *r = s->run;
-  s->block = io_rand(&r->rng) % r->nblocks;
+  s->block = bench_rand(&r->rng) % r->nblocks;
   fs_op_prep_read(&s->op, r->f, s->buf, IO_BLOCK, s->block * IO_BLOCK);
   s->op.fixed_buf = r->fixed ? (uint16_t)(s - r->slots + 1) : 0;
   s->op.done = io_read_done;
@@ -202,7 +194,7 @@ static int io_write_sync(const struct bench_env *env, struct io_run *r, const ch
   void *buf = r->slots[0].buf;
   uint64_t t0 = bench_now_ns(), deadline = t0 + (uint64_t)(env->secs * 1e9), now = t0;
   while (now < deadline) {
-    uint64_t block = io_rand(&r->rng) % r->nblocks;
+    uint64_t block = bench_rand(&r->rng) % r->nblocks;
     io_stamp(buf, IO_BLOCK, block);
     uint64_t a = bench_now_ns();
     if (fs_write_sync(r->ctx, r->f, buf, IO_BLOCK, block * IO_BLOCK) != JDB_OK)

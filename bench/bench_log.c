@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #define LOG_KEY 16u
@@ -56,27 +55,10 @@ struct log_run {
   int steady;      /* drop old segments as checkpoints would, so rolls reuse them as spares */
 };
 
-static void log_rmdir(const char *dir)
-{
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  char p[4200];
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
 static int log_open(struct log_run *r, const char *name)
 {
   snprintf(r->dir, sizeof r->dir, "%s/log-%s", r->env->dir, name);
-  log_rmdir(r->dir);
+  bench_rmdir(r->dir);
   struct fs_ctx_opts o = {.backend = FS_BACKEND_AUTO};
   int rc = fs_ctx_create(&o, &r->ctx);
   if (rc) {
@@ -233,7 +215,7 @@ static int log_append_case(struct log_run *r, const char *name, uint32_t vlen, i
   else
     fail = log_verify(r, name, seq);
   if (!r->env->keep)
-    log_rmdir(r->dir);
+    bench_rmdir(r->dir);
   return fail;
 }
 
@@ -285,7 +267,7 @@ static int log_commit_case(struct log_run *r)
   else
     fail = log_verify(r, name, seq);
   if (!r->env->keep)
-    log_rmdir(r->dir);
+    bench_rmdir(r->dir);
   return fail;
 }
 
@@ -362,7 +344,7 @@ static int log_group_case(struct log_run *r, int nfib)
   else
     fail = log_verify(r, name, g.next_seq);
   if (!r->env->keep)
-    log_rmdir(r->dir);
+    bench_rmdir(r->dir);
   return fail;
 }
 

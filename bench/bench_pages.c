@@ -40,14 +40,6 @@
 #define PB_HOT 2048u
 #define PB_LAT_MAX (1u << 22)
 
-static uint64_t pb_rand(uint64_t *s)
-{
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static int pb_page_ok(const void *data, uint64_t pgno)
 {
   uint64_t got;
@@ -125,7 +117,7 @@ static int pb_hits(const struct bench_env *env, struct fs_ctx *ctx, const char *
   uint64_t t0 = bench_now_ns(), deadline = t0 + (uint64_t)(env->secs * 1e9), now = t0;
   while (now < deadline) {
     for (int i = 0; i < 4096; i++) {
-      uint64_t pgno = 2 + pb_rand(&rng) % hot;
+      uint64_t pgno = 2 + bench_rand(&rng) % hot;
       struct pg_frame *fr;
       const void *d;
       if (pg_pin(p, pgno, LAYOUT_PAGE_LEAF, &fr, &d)) {
@@ -176,7 +168,7 @@ static void pb_lat_push(struct pb_run *r, uint64_t ns)
 
 static void pb_one_miss(struct pb_run *r, uint64_t *rng)
 {
-  uint64_t pgno = 2 + pb_rand(rng) % r->npages;
+  uint64_t pgno = 2 + bench_rand(rng) % r->npages;
   struct pg_frame *fr;
   const void *d;
   uint64_t a = bench_now_ns();

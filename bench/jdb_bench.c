@@ -2,12 +2,13 @@
  * jdb_bench.c - the benchmark driver: `jdb_bench <workload|all> [--dir D] [--secs S] [--quick]
  * [--filter F] [--seed N]`. Prints a header describing the machine and build, then one line per
  * case. Workloads: io (base/fs backends), cksum (checksum candidates), pages (buffer manager),
- * log (the shard log).
+ * log (the shard log), btree (the B+ tree, next to LMDB when built with it).
  */
 #include "bench.h"
 
 #include "jdb.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef JDB_GIT_SHA
 #define JDB_GIT_SHA "unknown"
@@ -30,6 +32,23 @@ uint64_t bench_now_ns(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void bench_rmdir(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  char p[4200];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
 }
 
 int bench_want(const struct bench_env *env, const char *case_name)
@@ -110,8 +129,8 @@ static void bench_header(const struct bench_env *env)
 static void bench_usage(void)
 {
   fprintf(stderr,
-          "usage: jdb_bench <io|cksum|pages|log|all> [--dir DIR] [--secs S] [--quick] [--filter F] "
-          "[--seed N] [--keep]\n");
+          "usage: jdb_bench <io|cksum|pages|log|btree|all> [--dir DIR] [--secs S] [--quick] "
+          "[--filter F] [--seed N] [--keep]\n");
 }
 
 int main(int argc, char **argv)
@@ -141,6 +160,7 @@ int main(int argc, char **argv)
   if (!strcmp(what, "cksum") || !strcmp(what, "all")) { rc |= bench_cksum(&env); any = 1; }
   if (!strcmp(what, "pages") || !strcmp(what, "all")) { rc |= bench_pages(&env); any = 1; }
   if (!strcmp(what, "log") || !strcmp(what, "all")) { rc |= bench_log(&env); any = 1; }
+  if (!strcmp(what, "btree") || !strcmp(what, "all")) { rc |= bench_btree(&env); any = 1; }
   if (!any) { bench_usage(); return 2; }
   return rc ? 1 : 0;
 }
