@@ -124,21 +124,24 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
 int bt_get(struct pg *pg, uint64_t root, const void *key, uint32_t klen, uint64_t snap_seq,
            struct bt_ent *out, void *vbuf);
 
-/* Cursor: holds the root-to-leaf path, one pin per level, nothing else. Positioned calls return
-   JDB_OK (entry available through bt_cursor_ent), JDB_NOTFOUND (no such entry: the cursor is
-   then unpositioned and holds no pins), or an error (unpositioned too). Reverse steps cost the
-   same as forward ones. */
+/* Cursor: holds the root-to-leaf path as page numbers and positions, and pins only the leaf
+   (pages of a committed state never change, so an upper page evicted meanwhile is simply read
+   again when the cursor climbs). Positioned calls return JDB_OK (entry available through
+   bt_cursor_ent), JDB_NOTFOUND (no such entry: the cursor is then unpositioned and holds no
+   pin), or an error (unpositioned too). Reverse steps cost the same as forward ones. */
 struct bt_cursor_level {
-  struct pg_frame *fr;
-  const uint8_t *page;
+  uint64_t pgno;
   uint32_t idx;        /* slot (leaf) or child index (branch) */
-  uint32_t n;          /* entries (leaf) or children (branch) */
+  uint16_t n;          /* entries (leaf) or children (branch) */
+  uint16_t level;      /* 0 for the leaf */
 };
 struct bt_cursor {
   struct pg *pg;
   uint64_t root;
-  uint32_t depth;      /* levels pinned; 0 when unpositioned */
+  uint32_t depth;      /* levels on the path; 0 when unpositioned */
   struct bt_cursor_level lv[BT_HEIGHT_MAX];   /* lv[0] the root ... lv[depth-1] the leaf */
+  struct pg_frame *leaf_fr;                   /* the pinned leaf */
+  const uint8_t *leaf;
   struct bt_ent ent;
   uint8_t key[BT_KEY_MAX];
 };

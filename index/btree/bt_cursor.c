@@ -1,10 +1,16 @@
 /*
- * bt_cursor.c - readers: cursors (the root-to-leaf path, one pin per level) and point lookups.
+ * bt_cursor.c - readers: cursors and point lookups.
  *
- * Stepping past either end of a leaf climbs to the nearest level that has a sibling in that
- * direction and descends along its nearest edge, so next and prev cost the same. Every child
- * pinned must be one level below its parent (a wrong level, or a child page number outside the
- * file, is JDB_ECORRUPT), which also bounds the walk on a damaged tree.
+ * A cursor keeps the root-to-leaf path as (page number, position, count) per level and pins only
+ * the leaf. Upper pages are looked at without pins (pg_peek; pinned only while being loaded) and
+ * only while the cursor descends or climbs: a committed page never changes, so one evicted in
+ * between is read again, identical. Stepping past either end of a leaf climbs to the nearest level
+ * that has a sibling in that direction and descends along its near edge, so next and prev cost
+ * the same; the entry after the current one in the direction of travel is prefetched. Every page
+ * on the way down must be a tree page one level below its parent (a wrong level, or a child page
+ * number outside the file, is JDB_ECORRUPT), which also bounds the walk on a damaged tree. A
+ * point lookup first tries the same descent without any pin at all and falls back to a cursor
+ * when a page is not resident or the answer starts the next leaf.
  */
 #include "bt_int.h"
 
@@ -16,15 +22,18 @@ void bt_cursor_init(struct bt_cursor *c, struct pg *pg, uint64_t root)
   c->pg = pg;
   c->root = root;
   c->depth = 0;
+  c->leaf_fr = NULL;
+  c->leaf = NULL;
   memset(&c->ent, 0, sizeof(c->ent));
 }
 
 void bt_cursor_close(struct bt_cursor *c)
 {
-  while (c->depth) {
-    c->depth--;
-    pg_unpin(c->pg, c->lv[c->depth].fr);
-  }
+  if (c->leaf_fr)
+    pg_unpin(c->pg, c->leaf_fr);
+  c->leaf_fr = NULL;
+  c->leaf = NULL;
+  c->depth = 0;
 }
 
 const struct bt_ent *bt_cursor_ent(const struct bt_cursor *c)
@@ -32,59 +41,118 @@ const struct bt_ent *bt_cursor_ent(const struct bt_cursor *c)
   return c->depth ? &c->ent : NULL;
 }
 
-/* Pin pgno as level d of the path. want_level < 0: the root (any level). */
-static int bt_cur_pin(struct bt_cursor *c, uint64_t pgno, int want_level)
+/* The bytes of tree page pgno at want_level (< 0: the root, any level): resident pages are
+   peeked, others pinned (loaded and verified) and *fr set: unpin after use. Checks the type and
+   level. */
+static int bt_cur_page(struct bt_cursor *c, uint64_t pgno, int want_level, struct pg_frame **fr,
+                       const uint8_t **page)
 {
-  struct bt_cursor_level *l = &c->lv[c->depth];
-  const void *d;
-  uint8_t type = want_level < 0 ? 0 : want_level ? LAYOUT_PAGE_BRANCH : LAYOUT_PAGE_LEAF;
-  int rc = pg_pin(c->pg, pgno, type, &l->fr, &d);
-  if (rc == JDB_EINVAL)
-    rc = JDB_CORRUPT("tree points at a page outside the pages file", pgno);
-  if (rc)
-    return rc;
-  const uint8_t *p = d;
-  if ((want_level >= 0 && p[7] != (uint8_t)want_level) ||
-      (p[6] != LAYOUT_PAGE_LEAF && p[6] != LAYOUT_PAGE_BRANCH) ||
-      (want_level < 0 && p[7] >= BT_HEIGHT_MAX)) {
-    pg_unpin(c->pg, l->fr);
+  *fr = NULL;
+  const uint8_t *p = pg_peek(c->pg, pgno);
+  if (!p) {
+    const void *d;
+    uint8_t type = want_level < 0 ? 0 : want_level ? LAYOUT_PAGE_BRANCH : LAYOUT_PAGE_LEAF;
+    int rc = pg_pin(c->pg, pgno, type, fr, &d);
+    if (rc == JDB_EINVAL)
+      rc = JDB_CORRUPT("tree points at a page outside the pages file", pgno);
+    if (rc)
+      return rc;
+    p = d;
+  }
+  if ((p[6] != LAYOUT_PAGE_LEAF && p[6] != LAYOUT_PAGE_BRANCH) ||
+      (want_level >= 0 && p[7] != (uint8_t)want_level) ||
+      (want_level < 0 && p[7] >= BT_HEIGHT_MAX) || (p[6] == LAYOUT_PAGE_LEAF) != (p[7] == 0)) {
+    if (*fr)
+      pg_unpin(c->pg, *fr);
+    *fr = NULL;
     return JDB_CORRUPT("tree page of the wrong type or level", pgno);
   }
-  l->page = p;
-  l->n = le16_get(p + 8);
-  l->idx = 0;
+  *page = p;
+  return JDB_OK;
+}
+
+/* Push page pgno (level want_level) onto the path; the idx is set by the caller. A leaf gets
+   pinned and becomes c->leaf; *page is valid until the next page call. */
+static int bt_cur_push(struct bt_cursor *c, uint64_t pgno, int want_level, const uint8_t **page)
+{
+  struct pg_frame *fr;
+  int rc = bt_cur_page(c, pgno, want_level, &fr, page);
+  if (rc)
+    return rc;
+  if ((*page)[6] == LAYOUT_PAGE_LEAF) {
+    if (!fr) {
+      const void *d;
+      rc = pg_pin(c->pg, pgno, LAYOUT_PAGE_LEAF, &fr, &d);   /* resident: a hit */
+      if (rc)
+        return rc;
+    }
+    c->leaf_fr = fr;
+    c->leaf = *page;
+  } else if (fr) {
+    pg_unpin(c->pg, fr);   /* nothing evicts it before the caller's next page call */
+  }
+  c->lv[c->depth] = (struct bt_cursor_level){.pgno = pgno, .n = le16_get(*page + 8),
+                                              .level = (*page)[7]};
   c->depth++;
   return JDB_OK;
 }
 
-static inline int bt_cur_is_leaf(const struct bt_cursor_level *l)
+/* Prefetch the entries the cursor reaches next: entries lie in key order in the page, so the
+   next few are the cache lines after (dir > 0) or before (dir < 0) entry i. Hardware prefetchers
+   follow ascending streams on their own; descending ones are what this is for (without it
+   seek+prev ran at 0.86-0.90 of seek+next). */
+static inline void bt_cur_prefetch(const struct bt_cursor *c, uint32_t i, int dir)
 {
-  return l->page[6] == LAYOUT_PAGE_LEAF;
+  const struct bt_cursor_level *l = &c->lv[c->depth - 1];
+  if (i >= l->n)
+    return;
+  struct bt_leaf lf;
+  bt_leaf_init(&lf, c->leaf);
+  const uint8_t *e = bt_leaf_ent(&lf, i);
+  for (int k = 0; k < 3; k++) {
+    const uint8_t *q = e + dir * 64 * k;
+    if (q > c->leaf && q < c->leaf + BT_PAGE)
+      __builtin_prefetch(q);
+  }
 }
 
-/* Descend from the deepest pinned level (a branch whose idx is set) to a leaf, taking the
+/* The child pointer at lv[d].idx of interior level d. */
+static int bt_cur_child(struct bt_cursor *c, uint32_t d, uint64_t *child)
+{
+  struct pg_frame *fr;
+  const uint8_t *page;
+  int rc = bt_cur_page(c, c->lv[d].pgno, c->lv[d].level, &fr, &page);
+  if (rc)
+    return rc;
+  *child = bt_br_child(page, c->lv[d].idx);
+  if (fr)
+    pg_unpin(c->pg, fr);
+  return JDB_OK;
+}
+
+/* Descend from the deepest level on the path (a branch whose idx is set) to a leaf, taking the
    first (dir > 0) or last (dir < 0) child at each level below. */
 static int bt_cur_descend(struct bt_cursor *c, int dir)
 {
-  for (;;) {
-    struct bt_cursor_level *l = &c->lv[c->depth - 1];
-    if (bt_cur_is_leaf(l)) {
-      l->idx = dir > 0 ? 0 : l->n - 1;
-      return JDB_OK;
-    }
-    int rc = bt_cur_pin(c, bt_br_child(l->page, l->idx), l->page[7] - 1);
+  while (!c->leaf) {
+    const struct bt_cursor_level *l = &c->lv[c->depth - 1];
+    uint64_t child;
+    const uint8_t *page;
+    int rc = bt_cur_child(c, c->depth - 1, &child);
+    if (rc == JDB_OK)
+      rc = bt_cur_push(c, child, l->level - 1, &page);
     if (rc)
       return rc;
     struct bt_cursor_level *k = &c->lv[c->depth - 1];
-    if (!bt_cur_is_leaf(k))
-      k->idx = dir > 0 ? 0 : k->n - 1;
+    k->idx = dir > 0 ? 0 : k->n - 1u;
   }
+  return JDB_OK;
 }
 
 static void bt_cur_load(struct bt_cursor *c)
 {
   struct bt_leaf l;
-  bt_leaf_init(&l, c->lv[c->depth - 1].page);
+  bt_leaf_init(&l, c->leaf);
   bt_leaf_get(&l, c->lv[c->depth - 1].idx, c->key, &c->ent);
 }
 
@@ -99,17 +167,17 @@ static int bt_cur_step_leaf(struct bt_cursor *c, int dir)
 {
   uint32_t d = c->depth - 1;   /* the leaf */
   while (d > 0) {
-    struct bt_cursor_level *p = &c->lv[d - 1];
-    if (dir > 0 ? p->idx + 1 < p->n : p->idx > 0)
+    const struct bt_cursor_level *p = &c->lv[d - 1];
+    if (dir > 0 ? p->idx + 1u < p->n : p->idx > 0)
       break;
     d--;
   }
   if (d == 0)
     return bt_cur_fail(c, JDB_NOTFOUND);
-  while (c->depth > d) {
-    c->depth--;
-    pg_unpin(c->pg, c->lv[c->depth].fr);
-  }
+  pg_unpin(c->pg, c->leaf_fr);
+  c->leaf_fr = NULL;
+  c->leaf = NULL;
+  c->depth = d;
   struct bt_cursor_level *p = &c->lv[d - 1];
   p->idx = dir > 0 ? p->idx + 1 : p->idx - 1;
   int rc = bt_cur_descend(c, dir);
@@ -118,21 +186,22 @@ static int bt_cur_step_leaf(struct bt_cursor *c, int dir)
   return JDB_OK;
 }
 
-static int bt_cur_root(struct bt_cursor *c)
+static int bt_cur_root(struct bt_cursor *c, const uint8_t **page)
 {
   bt_cursor_close(c);
   if (!c->root)
     return JDB_NOTFOUND;
-  return bt_cur_pin(c, c->root, -1);
+  return bt_cur_push(c, c->root, -1, page);
 }
 
 static int bt_cur_edge(struct bt_cursor *c, int dir)
 {
-  int rc = bt_cur_root(c);
+  const uint8_t *page;
+  int rc = bt_cur_root(c, &page);
   if (rc)
     return bt_cur_fail(c, rc);
   struct bt_cursor_level *l = &c->lv[0];
-  l->idx = dir > 0 ? 0 : l->n - 1;
+  l->idx = dir > 0 ? 0 : l->n - 1u;
   rc = bt_cur_descend(c, dir);
   if (rc)
     return bt_cur_fail(c, rc);
@@ -157,17 +226,18 @@ static int bt_cur_find(struct bt_cursor *c, const void *key, uint32_t klen, uint
     bt_cursor_close(c);
     return JDB_EINVAL;
   }
-  int rc = bt_cur_root(c);
+  const uint8_t *page;
+  int rc = bt_cur_root(c, &page);
   while (rc == JDB_OK) {
     struct bt_cursor_level *l = &c->lv[c->depth - 1];
-    if (bt_cur_is_leaf(l)) {
+    if (c->leaf) {
       struct bt_leaf lf;
-      bt_leaf_init(&lf, l->page);
+      bt_leaf_init(&lf, c->leaf);
       l->idx = bt_leaf_lower(&lf, key, klen, seq);
       return JDB_OK;
     }
-    l->idx = bt_br_find(l->page, key, klen, seq);
-    rc = bt_cur_pin(c, bt_br_child(l->page, l->idx), l->page[7] - 1);
+    l->idx = bt_br_find(page, key, klen, seq);
+    rc = bt_cur_push(c, bt_br_child(page, l->idx), l->level - 1, &page);
   }
   return bt_cur_fail(c, rc);
 }
@@ -194,9 +264,17 @@ int bt_cursor_seek_prev(struct bt_cursor *c, const void *key, uint32_t klen, uin
     return rc;
   struct bt_cursor_level *l = &c->lv[c->depth - 1];
   if (l->idx < l->n) {
-    bt_cur_load(c);
-    if (bt_cmp(c->ent.key, c->ent.klen, c->ent.seq, key, klen, seq) == 0)
+    /* an exact match is the answer; compare in place before decoding anything */
+    struct bt_leaf lf;
+    bt_leaf_init(&lf, c->leaf);
+    const uint8_t *sfx;
+    uint32_t slen;
+    const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(&lf, l->idx), &sfx, &slen);
+    if (lf.plen + slen == klen && le64_get(q) == seq && memcmp(lf.prefix, key, lf.plen) == 0 &&
+        memcmp(sfx, (const uint8_t *)key + lf.plen, slen) == 0) {
+      bt_cur_load(c);
       return JDB_OK;
+    }
   }
   if (l->idx == 0) {
     rc = bt_cur_step_leaf(c, -1);
@@ -205,6 +283,7 @@ int bt_cursor_seek_prev(struct bt_cursor *c, const void *key, uint32_t klen, uin
   } else {
     l->idx--;
   }
+  bt_cur_prefetch(c, c->lv[c->depth - 1].idx - 1, -1);
   bt_cur_load(c);
   return JDB_OK;
 }
@@ -214,13 +293,14 @@ int bt_cursor_next(struct bt_cursor *c)
   if (!c->depth)
     return JDB_NOTFOUND;
   struct bt_cursor_level *l = &c->lv[c->depth - 1];
-  if (l->idx + 1 < l->n) {
+  if (l->idx + 1u < l->n) {
     l->idx++;
   } else {
     int rc = bt_cur_step_leaf(c, 1);
     if (rc)
       return rc;
   }
+  bt_cur_prefetch(c, c->lv[c->depth - 1].idx + 1, 1);
   bt_cur_load(c);
   return JDB_OK;
 }
@@ -237,6 +317,7 @@ int bt_cursor_prev(struct bt_cursor *c)
     if (rc)
       return rc;
   }
+  bt_cur_prefetch(c, c->lv[c->depth - 1].idx - 1, -1);
   bt_cur_load(c);
   return JDB_OK;
 }
