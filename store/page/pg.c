@@ -225,6 +225,9 @@ int pg_open(struct fs_ctx *ctx, const char *path, const struct pg_opts *opts,
   if (rc)
     goto fail;
   p->page_count = p->sb.page_count;
+  rc = fs_file_size(ctx, p->file, &p->file_bytes);
+  if (rc)
+    goto fail;
   rc = JDB_ENOMEM;
   p->sb_buf = mem_buf_get(PG_PAGE);
   if (!p->sb_buf)

@@ -89,6 +89,7 @@ struct pg {
   struct layout_super sb_other;    /* what the other slot holds (valid if sb_other_ok) */
   int sb_other_ok;
   uint64_t page_count;             /* high-water mark of the state being built */
+  uint64_t file_bytes;             /* the file's size: grown ahead of page_count (pg_commit) */
   int poisoned;                    /* JDB_E* of the commit that failed, or 0 */
   int committing;
 
