@@ -542,6 +542,115 @@ static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
 /* ------------------------------------------------------------------------------------------- */
 /* The recursive pass */
 
+/* Sparse runs (the common case once a tree is large: a run of 100 k random keys into 140 k
+   leaves puts one or two ops in each): when every op lies strictly between the leaf's first and
+   last entry, the leaf keeps its prefix and every untouched entry keeps its bytes, so the new page
+   is the old one with the changes spliced in: untouched entries are copied in blocks, only the
+   ops are encoded. Returns 0 (nothing done) when the ops touch an end of the leaf or the result
+   does not fit one page; then the general merge runs. */
+static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf *l,
+                          const struct bt_op *ops, size_t n, const struct bt_item *bound, int *rc)
+{
+  struct bt *t = ax->t;
+  if (l->n < 2)
+    return 0;
+  struct bt_item first, last;
+  if ((*rc = bt_leaf_take(ax, l, 0, &first)) || (*rc = bt_leaf_take(ax, l, l->n - 1, &last)))
+    return 1;
+  if (bt_cmp(first.key, first.klen, first.seq, ops[0].key, ops[0].klen, ops[0].seq) >= 0 ||
+      bt_cmp(ops[n - 1].key, ops[n - 1].klen, ops[n - 1].seq, last.key, last.klen, last.seq) >= 0)
+    return 0;
+  uint32_t *pos = bt_pool_alloc(&t->tmp, n * sizeof *pos);   /* slot | 1u << 31 when equal */
+  if (!pos) {
+    *rc = JDB_ENOMEM;
+    return 1;
+  }
+  const uint8_t *page = l->page, *end = bt_leaf_end(l);
+  const uint8_t *oslot = page + BT_LEAF_BASE + l->plen;
+  int64_t used = end - page - BT_HDR;
+  uint32_t nn = l->n;
+  uint64_t ins = 0, rep = 0, era = 0, miss = 0;
+  for (size_t j = 0; j < n; j++) {
+    const struct bt_op *o = &ops[j];
+    uint32_t i = bt_leaf_lower(l, o->key, o->klen, o->seq);
+    const uint8_t *sfx;
+    uint32_t slen;
+    const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(l, i), &sfx, &slen);   /* i < n: o < last */
+    int eq = l->plen + slen == o->klen && le64_get(q) == o->seq &&
+             memcmp(sfx, (const uint8_t *)o->key + l->plen, slen) == 0;
+    pos[j] = i | (eq ? 1u << 31 : 0u);
+    if (eq) {
+      const uint8_t *ee = i + 1 < l->n ? page + le16_get(oslot + BT_LSLOT * (i + 1)) : end;
+      used -= BT_LSLOT + (ee - bt_leaf_ent(l, i));
+      nn--;
+    }
+    if (o->op == BT_OP_PUT) {
+      struct bt_item it = bt_op_item(o);
+      used += bt_leaf_item_size(&it, l->plen);
+      nn++;
+      eq ? rep++ : ins++;
+    } else {
+      eq ? era++ : miss++;
+    }
+  }
+  if (used > (int64_t)BT_USABLE)
+    return 0;
+  t->st.inserted += ins;
+  t->st.replaced += rep;
+  t->st.erased += era;
+  t->st.erase_missing += miss;
+  if (ins + rep + era == 0) {
+    struct bt_item r = {.key = bound->key, .klen = bound->klen, .seq = bound->seq, .v64 = pgno};
+    *rc = bt_vec_push(&t->lv[0], &r);
+    return 1;
+  }
+  uint64_t npg;
+  struct pg_frame *fr;
+  uint8_t *np;
+  if ((*rc = bt_alloc_page(ax, &npg, &fr, &np)))
+    return 1;
+  le16_put(np + BT_HDR, (uint16_t)l->plen);
+  memcpy(np + BT_LEAF_BASE, l->prefix, l->plen);
+  uint8_t *nslot = np + BT_LEAF_BASE + l->plen;
+  uint8_t *e = nslot + BT_LSLOT * nn;
+  uint32_t i = 0, k = 0;
+  for (size_t j = 0;; j++) {
+    uint32_t stop = j < n ? pos[j] & ~(1u << 31) : l->n;
+    if (stop > i) {
+      /* old entries [i, stop) are contiguous: one copy, slots shifted by the same amount */
+      const uint8_t *from = bt_leaf_ent(l, i);
+      const uint8_t *to = stop < l->n ? bt_leaf_ent(l, stop) : end;
+      memcpy(e, from, (size_t)(to - from));
+      for (uint32_t m = i; m < stop; m++, k++) {
+        le16_put(nslot + BT_LSLOT * k, (uint16_t)(e - np + (le16_get(oslot + BT_LSLOT * m) -
+                                                            (from - page))));
+        memcpy(nslot + BT_LSLOT * k + 2u, oslot + BT_LSLOT * m + 2u, 4);
+      }
+      e += to - from;
+      i = stop;
+    }
+    if (j == n)
+      break;
+    if (pos[j] >> 31)
+      i++;   /* the old version of this entry is replaced or erased */
+    if (ops[j].op == BT_OP_PUT) {
+      struct bt_item it = bt_op_item(&ops[j]);
+      e = bt_leaf_put(np, nslot + BT_LSLOT * k, e, &it, l->plen);
+      k++;
+    }
+  }
+  JDB_ASSERT(k == nn && e - np - BT_HDR == used);
+  struct layout_page_hdr h = {.type = LAYOUT_PAGE_LEAF, .count = (uint16_t)nn};
+  pg_page_set_hdr(np, &h);
+  pg_unpin(t->pg, fr);
+  struct bt_item r = {.key = bound->key, .klen = bound->klen, .seq = bound->seq, .fresh = 1,
+                      .vlen = (uint32_t)used, .v64 = npg};
+  *rc = bt_vec_push(&t->lv[0], &r);
+  if (*rc == JDB_OK)
+    *rc = bt_defer_free(ax, pgno);
+  return 1;
+}
+
 /* Merge leaf pgno (0: none, the tree is empty) with ops [0, n) and append the result to lv[0]. */
 static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, size_t n,
                       const struct bt_item *bound, int rightmost)
@@ -559,6 +668,10 @@ static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, 
     t->st.pages_read++;
   }
   bt_pool_reset(&t->tmp);
+  if (pgno && bt_leaf_splice(ax, pgno, &l, ops, n, bound, &rc)) {
+    pg_unpin(t->pg, fr);
+    return rc;
+  }
   struct bt_vec *e = &t->ents;
   e->n = 0;
   uint64_t changes = 0;

@@ -31,18 +31,7 @@ static uint32_t bt_leaf_used(const uint8_t *page)
 {
   struct bt_leaf l;
   bt_leaf_init(&l, page);
-  const uint8_t *sfx;
-  uint32_t slen;
-  const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(&l, l.n - 1), &sfx, &slen) + 8;
-  uint8_t kind = *q++;
-  if (kind == BT_INLINE) {
-    uint32_t v = 0;
-    q = bt_vlen_get(q, page + BT_PAGE, &v);
-    q += v;
-  } else if (kind == BT_VREF) {
-    q += 12;
-  }
-  return (uint32_t)(q - page) - BT_HDR;
+  return (uint32_t)(bt_leaf_end(&l) - page) - BT_HDR;
 }
 
 static uint32_t bt_br_used(const uint8_t *page)

@@ -217,6 +217,11 @@ uint32_t bt_br_find(const uint8_t *page, const uint8_t *key, uint32_t klen, uint
 /* Leaf body bytes (header excluded) for items with the prefix they would get. */
 uint32_t bt_leaf_body_size(const struct bt_item *it, uint32_t n);
 void bt_leaf_encode(uint8_t *page, const struct bt_item *it, uint32_t n);
+/* Write one entry (prefix length p) at e and its slot at slot; returns the end of the entry. */
+uint8_t *bt_leaf_put(uint8_t *page, uint8_t *slot, uint8_t *e, const struct bt_item *it,
+                     uint32_t p);
+/* One past the last byte of the last entry of a verified, non-empty leaf. */
+const uint8_t *bt_leaf_end(const struct bt_leaf *l);
 /* Branch: it[0].v64 becomes child[0] (its key is the page's lower bound, not stored). */
 uint32_t bt_br_body_size(const struct bt_item *it, uint32_t n);
 void bt_br_encode(uint8_t *page, const struct bt_item *it, uint32_t n);

@@ -110,6 +110,32 @@ uint32_t bt_leaf_body_size(const struct bt_item *it, uint32_t n)
   return s;
 }
 
+uint8_t *bt_leaf_put(uint8_t *page, uint8_t *slot, uint8_t *e, const struct bt_item *it,
+                     uint32_t p)
+{
+  JDB_ASSERT(e - page < (ptrdiff_t)BT_PAGE);
+  uint32_t sl = it->klen - p;
+  le16_put(slot, (uint16_t)(e - page));
+  bt_head_put(slot + 2u, bt_head(it->key + p, sl));
+  e = bt_vlen_put(e, sl);
+  memcpy(e, it->key + p, sl);
+  e += sl;
+  le64_put(e, it->seq);
+  e += 8;
+  *e++ = it->kind;
+  if (it->kind == BT_INLINE) {
+    e = bt_vlen_put(e, it->vlen);
+    if (it->vlen)
+      memcpy(e, it->val, it->vlen);
+    e += it->vlen;
+  } else if (it->kind == BT_VREF) {
+    le64_put(e, it->v64);
+    le32_put(e + 8, it->vlen);
+    e += 12;
+  }
+  return e;
+}
+
 void bt_leaf_encode(uint8_t *page, const struct bt_item *it, uint32_t n)
 {
   uint32_t p = bt_leaf_prefix(it, n);
@@ -118,29 +144,24 @@ void bt_leaf_encode(uint8_t *page, const struct bt_item *it, uint32_t n)
     memcpy(page + BT_LEAF_BASE, it[0].key, p);
   uint8_t *slot = page + BT_LEAF_BASE + p;
   uint8_t *e = slot + BT_LSLOT * n;
-  for (uint32_t i = 0; i < n; i++) {
-    JDB_ASSERT(e - page < (ptrdiff_t)BT_PAGE);
-    uint32_t sl = it[i].klen - p;
-    le16_put(slot + BT_LSLOT * i, (uint16_t)(e - page));
-    bt_head_put(slot + BT_LSLOT * i + 2u, bt_head(it[i].key + p, sl));
-    e = bt_vlen_put(e, sl);
-    memcpy(e, it[i].key + p, sl);
-    e += sl;
-    le64_put(e, it[i].seq);
-    e += 8;
-    *e++ = it[i].kind;
-    if (it[i].kind == BT_INLINE) {
-      e = bt_vlen_put(e, it[i].vlen);
-      if (it[i].vlen)
-        memcpy(e, it[i].val, it[i].vlen);
-      e += it[i].vlen;
-    } else if (it[i].kind == BT_VREF) {
-      le64_put(e, it[i].v64);
-      le32_put(e + 8, it[i].vlen);
-      e += 12;
-    }
-  }
+  for (uint32_t i = 0; i < n; i++)
+    e = bt_leaf_put(page, slot + BT_LSLOT * i, e, &it[i], p);
   JDB_ASSERT(e - page <= (ptrdiff_t)BT_PAGE);
+}
+
+const uint8_t *bt_leaf_end(const struct bt_leaf *l)
+{
+  const uint8_t *sfx;
+  uint32_t slen, v;
+  const uint8_t *q = bt_leaf_sfx(bt_leaf_ent(l, l->n - 1), &sfx, &slen) + 8;
+  uint8_t kind = *q++;
+  if (kind == BT_INLINE) {
+    q = bt_vlen_fast(q, &v);
+    q += v;
+  } else if (kind == BT_VREF) {
+    q += 12;
+  }
+  return q;
 }
 
 int bt_leaf_verify(const uint8_t *page, size_t size, uint64_t pgno)
