@@ -45,9 +45,10 @@ bench: deps build
 fuzz:
 	@scripts/deps.sh --fuzz
 	@CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DJDB_FUZZ=ON >/dev/null
-	@cmake --build $(FUZZ) -j $(JOBS) --target fuzz_layout
-	@mkdir -p $(FUZZ)/corpus-layout
+	@cmake --build $(FUZZ) -j $(JOBS) --target fuzz_layout fuzz_btree
+	@mkdir -p $(FUZZ)/corpus-layout $(FUZZ)/corpus-btree
 	@$(FUZZ)/tests/fuzz/fuzz_layout -max_total_time=$(FUZZ_SECS) $(FUZZ)/corpus-layout
+	@$(FUZZ)/tests/fuzz/fuzz_btree -max_total_time=$(FUZZ_SECS) $(FUZZ)/corpus-btree
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

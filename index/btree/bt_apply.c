@@ -50,6 +50,11 @@ struct bt_pool {
   size_t used;
 };
 
+struct bt_fresh {
+  uint64_t pgno;   /* 0: empty */
+  uint32_t size;
+};
+
 struct bt_u64s {
   uint64_t *v;
   size_t n, cap;
@@ -62,11 +67,14 @@ struct bt {
   /* apply scratch */
   struct bt_vec lv[BT_HEIGHT_MAX + 1];   /* lv[L]: items of level L being collected */
   struct bt_vec ents;                    /* merged entries of one leaf */
-  struct bt_vec mrg;                     /* merge / pack output */
+  struct bt_vec mv[BT_HEIGHT_MAX];       /* mv[L]: items of a merged pair of level-L pages */
+  struct bt_vec mo[BT_HEIGHT_MAX];       /* mo[L]: the pages that pair became */
   struct bt_pool keep;                   /* key bytes living until the run ends */
   struct bt_pool tmp;                    /* key bytes of the leaf being merged */
   struct bt_u64s allocd;                 /* pages allocated by this run */
   struct bt_u64s dfree;                  /* pages to free when the run succeeds */
+  struct bt_fresh *fresh;                /* pages this run wrote -> body bytes (open-addressed) */
+  size_t fresh_cap, fresh_n;
   struct bt_apply_stats st;
 };
 
@@ -74,6 +82,7 @@ struct bt {
 
 static void *bt_pool_alloc(struct bt_pool *p, size_t n)
 {
+  n = (n + 7u) & ~(size_t)7u;   /* keep every piece 8-byte aligned */
   if (!p->head || p->head->size - p->used < n) {
     size_t sz = n > BT_CHUNK ? n : BT_CHUNK;
     struct bt_chunk *c = mem_malloc(sizeof(*c) + sz);
@@ -159,6 +168,63 @@ static int bt_u64s_push(struct bt_u64s *s, uint64_t x)
   return JDB_OK;
 }
 
+/* The pages this run wrote, with their body size: a branch page rewritten by a merge gives its
+   children back as items, and those written by this run may be underfull (pages of older states
+   never are, but the root). */
+static inline size_t bt_fresh_home(uint64_t pgno, size_t cap)
+{
+  return (size_t)((pgno * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+}
+
+static int bt_fresh_put(struct bt *t, uint64_t pgno, uint32_t size)
+{
+  if (2 * (t->fresh_n + 1) > t->fresh_cap) {
+    size_t cap = t->fresh_cap ? t->fresh_cap * 2 : 1024;
+    struct bt_fresh *nv = mem_calloc(cap, sizeof *nv);
+    if (!nv)
+      return JDB_ENOMEM;
+    for (size_t i = 0; i < t->fresh_cap; i++) {
+      if (!t->fresh[i].pgno)
+        continue;
+      size_t j = bt_fresh_home(t->fresh[i].pgno, cap);
+      while (nv[j].pgno)
+        j = (j + 1) & (cap - 1);
+      nv[j] = t->fresh[i];
+    }
+    mem_free(t->fresh);
+    t->fresh = nv;
+    t->fresh_cap = cap;
+  }
+  size_t j = bt_fresh_home(pgno, t->fresh_cap);
+  while (t->fresh[j].pgno && t->fresh[j].pgno != pgno)
+    j = (j + 1) & (t->fresh_cap - 1);
+  t->fresh_n += !t->fresh[j].pgno;
+  t->fresh[j] = (struct bt_fresh){.pgno = pgno, .size = size};
+  return JDB_OK;
+}
+
+static int bt_fresh_get(const struct bt *t, uint64_t pgno, uint32_t *size)
+{
+  if (!t->fresh_n)
+    return 0;
+  size_t j = bt_fresh_home(pgno, t->fresh_cap);
+  while (t->fresh[j].pgno) {
+    if (t->fresh[j].pgno == pgno) {
+      *size = t->fresh[j].size;
+      return 1;
+    }
+    j = (j + 1) & (t->fresh_cap - 1);
+  }
+  return 0;
+}
+
+static void bt_fresh_clear(struct bt *t)
+{
+  if (t->fresh_n)
+    memset(t->fresh, 0, t->fresh_cap * sizeof *t->fresh);
+  t->fresh_n = 0;
+}
+
 /* ------------------------------------------------------------------------------------------- */
 /* Handle */
 
@@ -185,11 +251,15 @@ void bt_close(struct bt *t)
   for (size_t i = 0; i <= BT_HEIGHT_MAX; i++)
     mem_free(t->lv[i].v);
   mem_free(t->ents.v);
-  mem_free(t->mrg.v);
+  for (size_t i = 0; i < BT_HEIGHT_MAX; i++) {
+    mem_free(t->mv[i].v);
+    mem_free(t->mo[i].v);
+  }
   bt_pool_free(&t->keep);
   bt_pool_free(&t->tmp);
   mem_free(t->allocd.v);
   mem_free(t->dfree.v);
+  mem_free(t->fresh);
   mem_free(t);
 }
 
@@ -384,6 +454,9 @@ static int bt_pack(struct bt_ax *ax, const struct bt_item *it, size_t m, uint32_
     }
     pg_page_set_hdr(page, &h);
     pg_unpin(ax->t->pg, fr);
+    rc = bt_fresh_put(ax->t, pgno, size);
+    if (rc)
+      return rc;
     struct bt_item r = {.fresh = 1, .vlen = size, .v64 = pgno, .seq = UINT64_MAX};
     if (j == 0) {
       r.key = bound->key;
@@ -422,6 +495,8 @@ static int bt_pin(struct bt_ax *ax, uint64_t pgno, uint32_t level, struct pg_fra
 {
   const void *d;
   int rc = pg_pin(ax->t->pg, pgno, level ? LAYOUT_PAGE_BRANCH : LAYOUT_PAGE_LEAF, fr, &d);
+  if (rc == JDB_EINVAL)
+    rc = JDB_CORRUPT("tree points at a page outside the pages file", pgno);
   if (rc)
     return rc;
   *page = d;
@@ -445,16 +520,22 @@ static int bt_leaf_take(struct bt_ax *ax, const struct bt_leaf *l, uint32_t i, s
   return JDB_OK;
 }
 
-/* Append the children of branch page as items; item 0 takes key/seq of lo. */
-static int bt_br_take(const uint8_t *page, const struct bt_item *lo, struct bt_vec *out)
+/* Append the children of branch page as items; item 0 takes key/seq of lo. Children this run
+   wrote come back marked fresh, with their size. */
+static int bt_br_take(const struct bt *t, const uint8_t *page, const struct bt_item *lo,
+                      struct bt_vec *out)
 {
   uint32_t n = bt_br_n(page);
-  struct bt_item it = {.key = lo->key, .klen = lo->klen, .seq = lo->seq,
-                       .v64 = bt_br_child0(page)};
-  int rc = bt_vec_push(out, &it);
-  for (uint32_t i = 1; rc == JDB_OK && i < n; i++) {
-    it = (struct bt_item){0};
-    bt_br_sep(page, i, &it.key, &it.klen, &it.seq, &it.v64);
+  int rc = JDB_OK;
+  for (uint32_t i = 0; rc == JDB_OK && i < n; i++) {
+    struct bt_item it = {0};
+    if (i == 0) {
+      it = (struct bt_item){.key = lo->key, .klen = lo->klen, .seq = lo->seq,
+                            .v64 = bt_br_child0(page)};
+    } else {
+      bt_br_sep(page, i, &it.key, &it.klen, &it.seq, &it.v64);
+    }
+    it.fresh = (uint8_t)bt_fresh_get(t, it.v64, &it.vlen);
     rc = bt_vec_push(out, &it);
   }
   return rc;
@@ -471,9 +552,17 @@ static struct bt_item bt_op_item(const struct bt_op *o)
 /* ------------------------------------------------------------------------------------------- */
 /* Merging underfull pages of one level */
 
-/* Merge items v[a] and v[a+1] (pages of `level`) and repack them into v[a..]. */
-static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t level)
+static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level);
+
+/* Merge pages v[a] and v[a+1] (of `level`) and repack their items into v[a..]: one page when
+   they fit, else (only if force) as evenly as possible, which is how an underfull page borrows
+   from a full neighbour. *done says whether anything was written. Merging two branches puts
+   their children side by side, so an underfull child that was alone under its parent now has a
+   sibling: the combined child list is fixed (recursively) before it is packed. */
+static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t level, int force,
+                         int *done)
 {
+  *done = 0;
   struct bt *t = ax->t;
   struct pg_frame *fa = NULL, *fb = NULL;
   const uint8_t *pa, *pb;
@@ -488,12 +577,15 @@ static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t 
   }
   t->st.pages_read += !ia.fresh + !ib.fresh;
   t->st.merges++;
-  struct bt_vec *e = &t->ents;
+  struct bt_vec *e = level ? &t->mv[level] : &t->ents;
   e->n = 0;
   if (level) {
-    rc = bt_br_take(pa, &ia, e);
+    rc = bt_br_take(t, pa, &ia, e);
     if (rc == JDB_OK)
-      rc = bt_br_take(pb, &ib, e);
+      rc = bt_br_take(t, pb, &ib, e);
+    /* separators point into pa and pb: keep them pinned while the children are fixed */
+    if (rc == JDB_OK)
+      rc = bt_fix_level(ax, e, level - 1);
   } else {
     bt_pool_reset(&t->tmp);
     const uint8_t *pp[2] = {pa, pb};
@@ -508,33 +600,64 @@ static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t 
       }
     }
   }
-  t->mrg.n = 0;
+  if (rc == JDB_OK && !force && bt_range_size(e->v, 0, e->n, level) > BT_USABLE) {
+    pg_unpin(t->pg, fa);   /* does not fit one page: the caller tries elsewhere first */
+    pg_unpin(t->pg, fb);
+    return JDB_OK;
+  }
+  struct bt_vec *out = &t->mo[level];
+  out->n = 0;
   if (rc == JDB_OK)
-    rc = bt_pack(ax, e->v, e->n, level, &ia, 0, &t->mrg);
+    rc = bt_pack(ax, e->v, e->n, level, &ia, 0, out);
   pg_unpin(t->pg, fa);
   pg_unpin(t->pg, fb);
+  *done = rc == JDB_OK;
   if (rc == JDB_OK)
     rc = bt_defer_free(ax, ia.v64);
   if (rc == JDB_OK)
     rc = bt_defer_free(ax, ib.v64);
   if (rc == JDB_OK)
-    rc = bt_vec_splice(v, a, 2, &t->mrg);
+    rc = bt_vec_splice(v, a, 2, out);
   return rc;
 }
 
+/* Merge every underfull page this run wrote into v with a neighbour it fits with (the next,
+   else the previous); where it fits with neither, it borrows: the pair is repacked as evenly as
+   possible (a merged leaf can lose prefix compression, so even then a page may stay under the
+   minimum). After a borrow the scan moves past the pair and never merges back into it, so it
+   ends; an underfull page is left only where it fits together with no neighbour. */
 static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
 {
-  size_t i = 0;
-  while (v->n >= 2 && i < v->n) {
-    if (!bt_underfull(&v->v[i])) {
+  size_t i = 0, floor = 0;
+  while (i < v->n) {
+    if (v->n < 2 || !bt_underfull(&v->v[i])) {
       i++;
       continue;
     }
-    size_t a = i + 1 < v->n ? i : i - 1;
-    int rc = bt_merge_pair(ax, v, a, level);
+    int fwd = i + 1 < v->n, bwd = i >= 1 && i - 1 >= floor, done = 0, rc = JDB_OK;
+    if (fwd)
+      rc = bt_merge_pair(ax, v, i, level, 0, &done);
+    if (rc == JDB_OK && !done && bwd) {
+      rc = bt_merge_pair(ax, v, i - 1, level, 0, &done);
+      if (done)
+        i--;
+    }
     if (rc)
       return rc;
-    i = a;
+    if (done)
+      continue;                     /* one page now: it may still be underfull */
+    if (!fwd && !bwd) {
+      i++;
+      continue;
+    }
+    size_t a = fwd ? i : i - 1, before = v->n;
+    rc = bt_merge_pair(ax, v, a, level, 1, &done);
+    if (rc)
+      return rc;
+    i = a + (v->n + 2 - before) - 1;   /* the last page the pair became */
+    floor = i;
+    if (bt_underfull(&v->v[i]) && i + 1 >= v->n)
+      i++;
   }
   return JDB_OK;
 }
@@ -645,7 +768,9 @@ static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf 
   pg_unpin(t->pg, fr);
   struct bt_item r = {.key = bound->key, .klen = bound->klen, .seq = bound->seq, .fresh = 1,
                       .vlen = (uint32_t)used, .v64 = npg};
-  *rc = bt_vec_push(&t->lv[0], &r);
+  *rc = bt_fresh_put(t, npg, (uint32_t)used);
+  if (*rc == JDB_OK)
+    *rc = bt_vec_push(&t->lv[0], &r);
   if (*rc == JDB_OK)
     *rc = bt_defer_free(ax, pgno);
   return 1;
@@ -917,6 +1042,7 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
   }
   t->allocd.n = 0;
   t->dfree.n = 0;
+  bt_fresh_clear(t);
   bt_pool_reset(&t->keep);
   bt_pool_reset(&t->tmp);
   mem_free(ax.cuts);

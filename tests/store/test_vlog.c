@@ -1021,9 +1021,10 @@ static uint64_t crash_run(const struct crash_plan *p, uint64_t at, unsigned poli
     assert_int_equal(rc, JDB_OK);
     assert_int_equal(res.segments_dropped, 2);
     assert_true(res.values_moved > 0);
-  } else {
-    if (rc == JDB_OK)
-      fail_msg("crash at op %llu of the GC went unnoticed", (unsigned long long)at);
+  } else if (rc == JDB_OK && ops >= at) {
+    /* (ops < at: this run issued fewer I/Os than the dry run, e.g. the log's background segment
+       preparation finished elsewhere, so the crash point lay past the GC: nothing to notice) */
+    fail_msg("crash at op %llu of the GC went unnoticed", (unsigned long long)at);
   }
   env_close(&e);
   fs_faulty_clear_rules(e.ctx);

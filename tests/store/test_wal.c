@@ -16,6 +16,7 @@
  * The kill -9 test (real process crashes) is test_wal_kill.c.
  */
 #include "tutil.h"
+#include "tutil_fs.h"
 
 #include "coro.h"
 #include "fs.h"
@@ -2268,21 +2269,7 @@ static void test_batch_decode_fuzz(void **state)
 int main(int argc, char **argv)
 {
   tutil_init();
-  if (argc > 1)
-    g_backend = argv[1];
-  if (strcmp(g_backend, "uring") && strcmp(g_backend, "psync")) {
-    fprintf(stderr, "usage: %s uring|psync\n", argv[0]);
-    return 2;
-  }
-  if (strcmp(g_backend, "uring") == 0) {
-    struct fs_ctx_opts o = {.backend = FS_BACKEND_URING};
-    struct fs_ctx *probe = NULL;
-    if (fs_ctx_create(&o, &probe) != JDB_OK) {
-      fprintf(stderr, "io_uring unavailable: skipping the uring run\n");
-      return 77;
-    }
-    fs_ctx_destroy(probe);
-  }
+  g_backend = tutil_backend_arg(argc, argv, g_backend);
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bad_args),
     cmocka_unit_test(test_batch_decode_fuzz),
