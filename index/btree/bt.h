@@ -163,9 +163,8 @@ int bt_cmp(const void *k1, uint32_t l1, uint64_t s1, const void *k2, uint32_t l2
 
 /* Walk the whole tree at root and check every invariant: page structure, key order within and
    across pages, separators bound their subtrees, every leaf prefix is the common prefix of its
-   first and last key, all leaves at the same depth, child levels, and (fill_check != 0) no page
-   but the root under a quarter full unless it fits together with neither neighbour under its
-   parent. JDB_OK or JDB_ECORRUPT (logged). For tests and debugging. */
+   first and last key, all leaves at the same depth, child levels, and (fill_check != 0) no two
+   neighbouring pages under one parent both under a quarter full while they would fit one page. JDB_OK or JDB_ECORRUPT (logged). For tests and debugging. */
 struct bt_check_stats {
   uint64_t entries, leaves, branches, height;
   uint64_t leaf_bytes;     /* bytes used in leaves (headers, prefixes, slots, entries) */

@@ -52,8 +52,11 @@ struct bt_pool {
 
 struct bt_fresh {
   uint64_t pgno;   /* 0: empty */
-  uint32_t size;
+  uint32_t size;   /* body bytes of a page this run wrote, or BT_SEEN / BT_GONE */
+  uint32_t aidx;   /* its index in allocd */
 };
+#define BT_SEEN UINT32_MAX         /* a page of the old state this run has read */
+#define BT_GONE (UINT32_MAX - 1u)  /* a page this run wrote and already dropped */
 
 struct bt_u64s {
   uint64_t *v;
@@ -176,7 +179,7 @@ static inline size_t bt_fresh_home(uint64_t pgno, size_t cap)
   return (size_t)((pgno * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
 }
 
-static int bt_fresh_put(struct bt *t, uint64_t pgno, uint32_t size)
+static int bt_fresh_put(struct bt *t, uint64_t pgno, uint32_t size, uint32_t aidx)
 {
   if (2 * (t->fresh_n + 1) > t->fresh_cap) {
     size_t cap = t->fresh_cap ? t->fresh_cap * 2 : 1024;
@@ -199,23 +202,40 @@ static int bt_fresh_put(struct bt *t, uint64_t pgno, uint32_t size)
   while (t->fresh[j].pgno && t->fresh[j].pgno != pgno)
     j = (j + 1) & (t->fresh_cap - 1);
   t->fresh_n += !t->fresh[j].pgno;
-  t->fresh[j] = (struct bt_fresh){.pgno = pgno, .size = size};
+  t->fresh[j] = (struct bt_fresh){.pgno = pgno, .size = size, .aidx = aidx};
   return JDB_OK;
 }
 
-static int bt_fresh_get(const struct bt *t, uint64_t pgno, uint32_t *size)
+static struct bt_fresh *bt_fresh_find(const struct bt *t, uint64_t pgno)
 {
   if (!t->fresh_n)
-    return 0;
+    return NULL;
   size_t j = bt_fresh_home(pgno, t->fresh_cap);
   while (t->fresh[j].pgno) {
-    if (t->fresh[j].pgno == pgno) {
-      *size = t->fresh[j].size;
-      return 1;
-    }
+    if (t->fresh[j].pgno == pgno)
+      return &t->fresh[j];
     j = (j + 1) & (t->fresh_cap - 1);
   }
-  return 0;
+  return NULL;
+}
+
+/* A page this run wrote (and still holds): its body size. */
+static int bt_fresh_get(const struct bt *t, uint64_t pgno, uint32_t *size)
+{
+  const struct bt_fresh *f = bt_fresh_find(t, pgno);
+  if (!f || f->size >= BT_GONE)
+    return 0;
+  *size = f->size;
+  return 1;
+}
+
+/* Count a read of a page of the old state once per run however often it is looked at. */
+static int bt_note_read(struct bt *t, uint64_t pgno)
+{
+  if (bt_fresh_find(t, pgno))
+    return JDB_OK;
+  t->st.pages_read++;
+  return bt_fresh_put(t, pgno, BT_SEEN, 0);
 }
 
 static void bt_fresh_clear(struct bt *t)
@@ -346,35 +366,90 @@ static size_t bt_cuts(const struct bt_item *it, size_t m, uint32_t level, uint32
   return k - 1;
 }
 
-/* Rebalance the last two pages when the last is underfull: the cut that makes them most even
-   while both fit. */
-static void bt_cuts_balance(const struct bt_item *it, size_t *cuts, size_t k, uint32_t level)
+/* Page sizes of every split of items [a, c) into [a, x) and [x, c), for x in (a, c):
+   l[x - a] and r[x - a]. Leaves: a range's prefix is the common prefix of its ends, which only
+   shrinks as the range grows, so sizes are kept incrementally and recomputed when it shrinks. */
+static void bt_split_sizes(const struct bt_item *it, size_t a, size_t c, uint32_t level,
+                           uint32_t *l, uint32_t *r)
 {
-  if (k < 2)
-    return;
-  size_t a = cuts[k - 2], m = cuts[k];
-  if (bt_range_size(it, cuts[k - 1], m, level) >= BT_FILL_MIN)
-    return;
-  size_t best = cuts[k - 1];
-  uint32_t bestd = UINT32_MAX;
-  for (size_t c = a + 1; c < m; c++) {
-    uint32_t l = bt_range_size(it, a, c, level), r = bt_range_size(it, c, m, level);
-    if (l > BT_USABLE || r > BT_USABLE)
-      continue;
-    uint32_t d = l > r ? l - r : r - l;
-    if (d < bestd) {
-      bestd = d;
-      best = c;
+  if (level) {
+    uint32_t sum = 8;
+    for (size_t x = a + 1; x < c; x++) {
+      l[x - a] = sum;
+      sum += bt_br_item_size(&it[x]);
     }
+    sum = 8;
+    for (size_t x = c - 1; x > a; x--) {
+      r[x - a] = sum;
+      sum += bt_br_item_size(&it[x]);
+    }
+    return;
   }
-  cuts[k - 1] = best;
+  uint32_t p = it[a].klen, sum = 2u + p + bt_leaf_item_size(&it[a], p);
+  for (size_t x = a + 1; x < c; x++) {
+    l[x - a] = sum;   /* [a, x) */
+    uint32_t np = bt_lcp(it[a].key, it[a].klen, it[x].key, it[x].klen);
+    if (np < p) {
+      p = np;
+      sum = 2u + p;
+      for (size_t j = a; j < x; j++)
+        sum += bt_leaf_item_size(&it[j], p);
+    }
+    sum += bt_leaf_item_size(&it[x], p);
+  }
+  p = it[c - 1].klen;
+  sum = 2u + p + bt_leaf_item_size(&it[c - 1], p);
+  for (size_t x = c - 1; x > a; x--) {
+    r[x - a] = sum;   /* [x, c) */
+    uint32_t np = bt_lcp(it[x - 1].key, it[x - 1].klen, it[c - 1].key, it[c - 1].klen);
+    if (np < p) {
+      p = np;
+      sum = 2u + p;
+      for (size_t j = x; j < c; j++)
+        sum += bt_leaf_item_size(&it[j], p);
+    }
+    sum += bt_leaf_item_size(&it[x - 1], p);
+  }
 }
 
 struct bt_ax {
   struct bt *t;
+  uint32_t *sz;     /* bt_split_sizes scratch: 2 x sz_cap */
+  size_t sz_cap;
+  uint32_t grp;     /* last borrow group handed out (bt_fix_level) */
   size_t *cuts;
   size_t cuts_cap;
 };
+
+/* Move the cut between pages [cuts[j], cuts[j+1]) and [cuts[j+1], cuts[j+2]) to where the
+   larger of the two is smallest (both must fit). */
+static int bt_balance_pair(struct bt_ax *ax, const struct bt_item *it, size_t *cuts, size_t j,
+                           uint32_t level)
+{
+  size_t a = cuts[j], c = cuts[j + 2];
+  if (c - a < 2)
+    return JDB_OK;
+  if (c - a > ax->sz_cap) {
+    uint32_t *nv = mem_realloc(ax->sz, 2 * (c - a) * sizeof *nv);
+    if (!nv)
+      return JDB_ENOMEM;
+    ax->sz = nv;
+    ax->sz_cap = c - a;
+  }
+  uint32_t *l = ax->sz, *r = ax->sz + ax->sz_cap;
+  bt_split_sizes(it, a, c, level, l, r);
+  size_t best = cuts[j + 1];
+  uint32_t bmax = l[best - a] > r[best - a] ? l[best - a] : r[best - a];
+  for (size_t x = a + 1; x < c; x++) {
+    uint32_t mx = l[x - a] > r[x - a] ? l[x - a] : r[x - a];
+    if (mx <= BT_USABLE && mx < bmax) {
+      bmax = mx;
+      best = x;
+    }
+  }
+  cuts[j + 1] = best;
+  return JDB_OK;
+}
 
 static int bt_alloc_page(struct bt_ax *ax, uint64_t *pgno, struct pg_frame **fr, uint8_t **data)
 {
@@ -393,9 +468,21 @@ static int bt_alloc_page(struct bt_ax *ax, uint64_t *pgno, struct pg_frame **fr,
   return JDB_OK;
 }
 
+/* The new state no longer needs pgno. A page of the old state is freed when the run succeeds;
+   one this run wrote goes back to pg at once (its frame is needed more than its bytes: a run
+   that merges a lot would otherwise hold every intermediate page until it ends). */
 static int bt_defer_free(struct bt_ax *ax, uint64_t pgno)
 {
-  return bt_u64s_push(&ax->t->dfree, pgno);
+  struct bt *t = ax->t;
+  struct bt_fresh *f = bt_fresh_find(t, pgno);
+  if (f && f->size < BT_GONE) {
+    pg_free(t->pg, pgno);
+    t->allocd.v[f->aidx] = 0;
+    f->size = BT_GONE;
+    t->st.pages_freed++;
+    return JDB_OK;
+  }
+  return bt_u64s_push(&t->dfree, pgno);
 }
 
 /* Copy a key into the run's pool. */
@@ -419,20 +506,21 @@ static int bt_pack(struct bt_ax *ax, const struct bt_item *it, size_t m, uint32_
 {
   if (m == 0)
     return JDB_OK;
+  /* The fewest pages a greedy fill needs (by each page's own prefix), then each neighbouring pair
+     evened out, left to right; a run that only appends keeps its pages 15/16 full and evens out
+     only a last page left under the minimum. */
   uint32_t total = bt_range_size(it, 0, m, level);
-  uint32_t target;
-  if (total <= BT_USABLE) {
-    target = BT_USABLE;
-  } else if (append) {
-    target = BT_USABLE - BT_USABLE / 16u;  /* leave a little room for in-place growth */
-  } else {
-    uint32_t k = (total + BT_USABLE - 1) / BT_USABLE;
-    target = total / k;
-  }
+  uint32_t target = total <= BT_USABLE || !append ? BT_USABLE : BT_USABLE - BT_USABLE / 16u;
   size_t k = bt_cuts(it, m, level, target, &ax->cuts, &ax->cuts_cap);
   if (!k)
     return JDB_ENOMEM;
-  bt_cuts_balance(it, ax->cuts, k, level);
+  for (size_t j = 0; j + 1 < k; j++) {
+    if (append && (j + 2 < k || bt_range_size(it, ax->cuts[j + 1], m, level) >= BT_FILL_MIN))
+      continue;
+    int rc = bt_balance_pair(ax, it, ax->cuts, j, level);
+    if (rc)
+      return rc;
+  }
   for (size_t j = 0; j < k; j++) {
     size_t s = ax->cuts[j], e = ax->cuts[j + 1];
     uint64_t pgno;
@@ -454,7 +542,7 @@ static int bt_pack(struct bt_ax *ax, const struct bt_item *it, size_t m, uint32_
     }
     pg_page_set_hdr(page, &h);
     pg_unpin(ax->t->pg, fr);
-    rc = bt_fresh_put(ax->t, pgno, size);
+    rc = bt_fresh_put(ax->t, pgno, size, (uint32_t)(ax->t->allocd.n - 1));
     if (rc)
       return rc;
     struct bt_item r = {.fresh = 1, .vlen = size, .v64 = pgno, .seq = UINT64_MAX};
@@ -554,6 +642,34 @@ static struct bt_item bt_op_item(const struct bt_op *o)
 
 static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level);
 
+/* Pages of older states are not underfull (but the root), so merges look only at pages this run
+   wrote, except where two older pages become neighbours: the page between them went away, or
+   their parents merged. Such a pair is looked at here, and an underfull one is marked for
+   bt_fix_level like a page of this run. */
+static int bt_seam(struct bt_ax *ax, struct bt_vec *v, size_t j, uint32_t level)
+{
+  for (size_t k = j; k <= j + 1 && k < v->n; k++) {
+    struct bt_item *it = &v->v[k];
+    if (it->fresh)
+      continue;
+    struct pg_frame *fr;
+    const uint8_t *page;
+    int rc = bt_pin(ax, it->v64, level, &fr, &page);
+    if (rc)
+      return rc;
+    uint32_t used = bt_page_used(page);
+    pg_unpin(ax->t->pg, fr);
+    rc = bt_note_read(ax->t, it->v64);
+    if (rc)
+      return rc;
+    if (used < BT_FILL_MIN) {
+      it->fresh = 1;
+      it->vlen = used;
+    }
+  }
+  return JDB_OK;
+}
+
 /* Merge pages v[a] and v[a+1] (of `level`) and repack their items into v[a..]: one page when
    they fit, else (only if force) as evenly as possible, which is how an underfull page borrows
    from a full neighbour. *done says whether anything was written. Merging two branches puts
@@ -575,17 +691,19 @@ static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t 
     pg_unpin(t->pg, fa);
     return rc;
   }
-  t->st.pages_read += !ia.fresh + !ib.fresh;
-  t->st.merges++;
+  if (!ia.fresh)
+    rc = bt_note_read(t, ia.v64);
+  if (rc == JDB_OK && !ib.fresh)
+    rc = bt_note_read(t, ib.v64);
   struct bt_vec *e = level ? &t->mv[level] : &t->ents;
   e->n = 0;
   if (level) {
     rc = bt_br_take(t, pa, &ia, e);
+    size_t na = e->n;
     if (rc == JDB_OK)
       rc = bt_br_take(t, pb, &ib, e);
-    /* separators point into pa and pb: keep them pinned while the children are fixed */
     if (rc == JDB_OK)
-      rc = bt_fix_level(ax, e, level - 1);
+      rc = bt_seam(ax, e, na - 1, level - 1);
   } else {
     bt_pool_reset(&t->tmp);
     const uint8_t *pp[2] = {pa, pb};
@@ -605,8 +723,13 @@ static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t 
     pg_unpin(t->pg, fb);
     return JDB_OK;
   }
+  /* Decided: fix the combined children (this writes and frees pages, so only once the merge is
+     sure to happen). Separators point into pa and pb, which stay pinned meanwhile. */
+  if (rc == JDB_OK && level)
+    rc = bt_fix_level(ax, e, level - 1);
   struct bt_vec *out = &t->mo[level];
   out->n = 0;
+  t->st.merges += rc == JDB_OK;
   if (rc == JDB_OK)
     rc = bt_pack(ax, e->v, e->n, level, &ia, 0, out);
   pg_unpin(t->pg, fa);
@@ -624,17 +747,21 @@ static int bt_merge_pair(struct bt_ax *ax, struct bt_vec *v, size_t a, uint32_t 
 /* Merge every underfull page this run wrote into v with a neighbour it fits with (the next,
    else the previous); where it fits with neither, it borrows: the pair is repacked as evenly as
    possible (a merged leaf can lose prefix compression, so even then a page may stay under the
-   minimum). After a borrow the scan moves past the pair and never merges back into it, so it
-   ends; an underfull page is left only where it fits together with no neighbour. */
+   minimum, and the page on the other side of the pair may now fit with it: the scan steps back
+   one). The pages one borrow produced are never merged or balanced with each other again, and
+   borrows are capped, so the scan ends; merges that fit always shrink the list. */
 static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
 {
-  size_t i = 0, floor = 0;
+  size_t i = 0, borrows = 0, cap = 2 * v->n + 8;
+#define BT_SAME_GRP(x, y) (v->v[x].grp && v->v[x].grp == v->v[y].grp)
   while (i < v->n) {
     if (v->n < 2 || !bt_underfull(&v->v[i])) {
       i++;
       continue;
     }
-    int fwd = i + 1 < v->n, bwd = i >= 1 && i - 1 >= floor, done = 0, rc = JDB_OK;
+    int fwd = i + 1 < v->n && !BT_SAME_GRP(i, i + 1);
+    int bwd = i >= 1 && !BT_SAME_GRP(i - 1, i);
+    int done = 0, rc = JDB_OK;
     if (fwd)
       rc = bt_merge_pair(ax, v, i, level, 0, &done);
     if (rc == JDB_OK && !done && bwd) {
@@ -646,7 +773,7 @@ static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
       return rc;
     if (done)
       continue;                     /* one page now: it may still be underfull */
-    if (!fwd && !bwd) {
+    if ((!fwd && !bwd) || borrows >= cap) {
       i++;
       continue;
     }
@@ -654,10 +781,28 @@ static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
     rc = bt_merge_pair(ax, v, a, level, 1, &done);
     if (rc)
       return rc;
-    i = a + (v->n + 2 - before) - 1;   /* the last page the pair became */
-    floor = i;
-    if (bt_underfull(&v->v[i]) && i + 1 >= v->n)
-      i++;
+    borrows++;
+    uint32_t g = ++ax->grp;
+    for (size_t k = a; k < a + (v->n + 2 - before); k++)
+      v->v[k].grp = g;
+    i = a ? a - 1 : 0;
+  }
+#undef BT_SAME_GRP
+  /* Borrows may have left pages that now fit a neighbour: merge those (merges only shrink the
+     list, so this ends). */
+  for (i = 0; v->n >= 2 && i < v->n;) {
+    int done = 0, rc = JDB_OK;
+    if (bt_underfull(&v->v[i])) {
+      if (i + 1 < v->n)
+        rc = bt_merge_pair(ax, v, i, level, 0, &done);
+      if (rc == JDB_OK && !done && i >= 1) {
+        rc = bt_merge_pair(ax, v, i - 1, level, 0, &done);
+        i -= done;
+      }
+    }
+    if (rc)
+      return rc;
+    i += !done;
   }
   return JDB_OK;
 }
@@ -768,7 +913,7 @@ static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf 
   pg_unpin(t->pg, fr);
   struct bt_item r = {.key = bound->key, .klen = bound->klen, .seq = bound->seq, .fresh = 1,
                       .vlen = (uint32_t)used, .v64 = npg};
-  *rc = bt_fresh_put(t, npg, (uint32_t)used);
+  *rc = bt_fresh_put(t, npg, (uint32_t)used, (uint32_t)(t->allocd.n - 1));
   if (*rc == JDB_OK)
     *rc = bt_vec_push(&t->lv[0], &r);
   if (*rc == JDB_OK)
@@ -790,7 +935,11 @@ static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, 
     if (rc)
       return rc;
     bt_leaf_init(&l, page);
-    t->st.pages_read++;
+    rc = bt_note_read(t, pgno);
+    if (rc) {
+      pg_unpin(t->pg, fr);
+      return rc;
+    }
   }
   bt_pool_reset(&t->tmp);
   if (pgno && bt_leaf_splice(ax, pgno, &l, ops, n, bound, &rc)) {
@@ -876,7 +1025,11 @@ static int bt_ax_node(struct bt_ax *ax, uint64_t pgno, uint32_t level, const str
   int rc = bt_pin(ax, pgno, level, &fr, &page);
   if (rc)
     return rc;
-  t->st.pages_read++;
+  rc = bt_note_read(t, pgno);
+  if (rc) {
+    pg_unpin(t->pg, fr);
+    return rc;
+  }
   struct bt_vec *kids = &t->lv[level - 1];
   kids->n = 0;
   uint32_t nc = bt_br_n(page);
@@ -905,6 +1058,8 @@ static int bt_ax_node(struct bt_ax *ax, uint64_t pgno, uint32_t level, const str
     } else {
       size_t before = kids->n;
       rc = bt_ax_node(ax, child, level - 1, ops + j, e - j, &lo, rightmost && i + 1 == nc);
+      if (rc == JDB_OK && kids->n == before && before)
+        kids->v[before - 1].kind = 1;   /* gone: its neighbours meet (bt_seam below) */
       if (rc == JDB_OK &&
           (kids->n != before + 1 || kids->v[before].fresh || kids->v[before].v64 != child) &&
           first_changed == UINT32_MAX)
@@ -920,7 +1075,11 @@ static int bt_ax_node(struct bt_ax *ax, uint64_t pgno, uint32_t level, const str
                           .v64 = pgno};
       rc = bt_vec_push(&t->lv[level], &r);
     } else {
-      rc = bt_fix_level(ax, kids, level - 1);
+      for (size_t k = 0; rc == JDB_OK && k + 1 < kids->n; k++)
+        if (kids->v[k].kind)
+          rc = bt_seam(ax, kids, k, level - 1);
+      if (rc == JDB_OK)
+        rc = bt_fix_level(ax, kids, level - 1);
       if (rc == JDB_OK)
         rc = bt_pack(ax, kids->v, kids->n, level, bound, rightmost && first_changed + 1 >= nc,
                      &t->lv[level]);
@@ -1033,12 +1192,14 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
   if (rc == JDB_OK) {
     for (size_t i = 0; i < t->dfree.n; i++)
       pg_free(t->pg, t->dfree.v[i]);
-    t->st.pages_freed = t->dfree.n;
+    t->st.pages_freed += t->dfree.n;
     t->root = root;
   } else {
     for (size_t i = 0; i < t->allocd.n; i++)
-      pg_free(t->pg, t->allocd.v[i]);
+      if (t->allocd.v[i])   /* 0: dropped already (bt_defer_free) */
+        pg_free(t->pg, t->allocd.v[i]);
     t->st.pages_written = 0;
+    t->st.pages_freed = 0;
   }
   t->allocd.n = 0;
   t->dfree.n = 0;
@@ -1046,6 +1207,7 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
   bt_pool_reset(&t->keep);
   bt_pool_reset(&t->tmp);
   mem_free(ax.cuts);
+  mem_free(ax.sz);
   if (st)
     *st = t->st;
   return rc;

@@ -26,26 +26,6 @@ struct bt_bound {
   uint64_t seq;
 };
 
-/* Body bytes a page uses: from the end of its header to the end of its last entry. */
-static uint32_t bt_leaf_used(const uint8_t *page)
-{
-  struct bt_leaf l;
-  bt_leaf_init(&l, page);
-  return (uint32_t)(bt_leaf_end(&l) - page) - BT_HDR;
-}
-
-static uint32_t bt_br_used(const uint8_t *page)
-{
-  uint32_t n = bt_br_n(page);
-  if (n < 2)
-    return 8u;
-  const uint8_t *k;
-  uint32_t kl;
-  uint64_t s, c;
-  bt_br_sep(page, n - 1, &k, &kl, &s, &c);
-  return (uint32_t)(k + kl + (s != UINT64_MAX ? 8u : 0u) + 8u - page) - BT_HDR;
-}
-
 static int bt_in_bounds(const uint8_t *k, uint32_t kl, uint64_t s, const struct bt_bound *lo,
                         const struct bt_bound *hi)
 {
@@ -54,11 +34,6 @@ static int bt_in_bounds(const uint8_t *k, uint32_t kl, uint64_t s, const struct 
   if (hi->key && bt_cmp(k, kl, s, hi->key, hi->klen, hi->seq) >= 0)
     return 0;
   return 1;
-}
-
-static uint32_t bt_page_used(const uint8_t *page)
-{
-  return page[6] == LAYOUT_PAGE_LEAF ? bt_leaf_used(page) : bt_br_used(page);
 }
 
 /* Body bytes children i and i+1 of branch `parent` would take as one page. */
@@ -112,31 +87,35 @@ static int bt_chk_pair(struct bt_chk *ck, const uint8_t *parent, uint32_t i, uin
   return rc;
 }
 
-/* A page under a quarter full is allowed only where it cannot be merged: together with each
-   neighbour under the same parent it would not fit one page (a merged leaf can lose its prefix
-   compression). */
+/* A page under a quarter full is allowed only where it cannot be merged with a neighbour under
+   the same parent that is itself under a quarter full: the two would not fit one page. (A page
+   left underfull because it fit with no neighbour may later sit next to a neighbour that a run
+   shrank without making it underfull; rewriting would need reading every neighbour of every
+   page a run writes, so that pair is allowed.) */
 static int bt_chk_fill(struct bt_chk *ck, const uint8_t *parent, uint32_t i)
 {
-  struct pg_frame *fr;
-  const void *d;
-  uint64_t pgno = bt_br_child(parent, i);
-  int rc = pg_pin(ck->pg, pgno, 0, &fr, &d);
-  if (rc)
-    return rc;
-  uint32_t used = bt_page_used(d);
-  pg_unpin(ck->pg, fr);
-  if (used >= BT_FILL_MIN)
+  uint32_t n = bt_br_n(parent);
+  if (i + 1 >= n)
     return JDB_OK;
-  uint32_t n = bt_br_n(parent), size;
-  for (int side = -1; side <= 1; side += 2) {
-    if ((side < 0 && i == 0) || (side > 0 && i + 1 >= n))
-      continue;
-    rc = bt_chk_pair(ck, parent, side < 0 ? i - 1 : i, &size);
+  uint32_t used[2];
+  for (uint32_t s = 0; s < 2; s++) {
+    struct pg_frame *fr;
+    const void *d;
+    int rc = pg_pin(ck->pg, bt_br_child(parent, i + s), 0, &fr, &d);
     if (rc)
       return rc;
-    if (size <= BT_USABLE)
-      return JDB_CORRUPT("page under the minimum fill that fits together with a sibling", pgno);
+    used[s] = bt_page_used(d);
+    pg_unpin(ck->pg, fr);
   }
+  if (used[0] >= BT_FILL_MIN || used[1] >= BT_FILL_MIN)
+    return JDB_OK;
+  uint32_t size;
+  int rc = bt_chk_pair(ck, parent, i, &size);
+  if (rc)
+    return rc;
+  if (size <= BT_USABLE)
+    return JDB_CORRUPT("two neighbouring pages under the minimum fill that fit one page",
+                       bt_br_child(parent, i));
   return JDB_OK;
 }
 
@@ -167,7 +146,7 @@ static int bt_chk_node(struct bt_chk *ck, uint64_t pgno, int level, uint32_t dep
   if (type == LAYOUT_PAGE_LEAF) {
     struct bt_leaf l;
     bt_leaf_init(&l, page);
-    uint32_t used = bt_leaf_used(page);
+    uint32_t used = bt_page_used(page);
     (void)is_root;   /* fill is judged by the parent, which sees the siblings */
     if (ck->leaf_depth == UINT32_MAX)
       ck->leaf_depth = depth;

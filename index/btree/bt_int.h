@@ -135,6 +135,7 @@ struct bt_item {
   uint64_t seq;         /* branch: UINT64_MAX when the bound has no seq */
   uint8_t kind;         /* leaf: enum bt_kind; branch: 0 */
   uint8_t fresh;        /* branch: child written by this apply (may be underfull) */
+  uint32_t grp;         /* branch: nonzero for the pages one borrow produced (bt_fix_level) */
   uint32_t vlen;
   const uint8_t *val;   /* leaf INLINE */
   uint64_t v64;         /* leaf VREF: position; branch: child pgno */
@@ -220,6 +221,8 @@ void bt_leaf_encode(uint8_t *page, const struct bt_item *it, uint32_t n);
 /* Write one entry (prefix length p) at e and its slot at slot; returns the end of the entry. */
 uint8_t *bt_leaf_put(uint8_t *page, uint8_t *slot, uint8_t *e, const struct bt_item *it,
                      uint32_t p);
+/* Body bytes a verified tree page uses (header excluded). */
+uint32_t bt_page_used(const uint8_t *page);
 /* One past the last byte of the last entry of a verified, non-empty leaf. */
 const uint8_t *bt_leaf_end(const struct bt_leaf *l);
 /* Branch: it[0].v64 becomes child[0] (its key is the page's lower bound, not stored). */

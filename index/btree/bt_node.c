@@ -164,6 +164,23 @@ const uint8_t *bt_leaf_end(const struct bt_leaf *l)
   return q;
 }
 
+uint32_t bt_page_used(const uint8_t *page)
+{
+  if (page[6] == LAYOUT_PAGE_LEAF) {
+    struct bt_leaf l;
+    bt_leaf_init(&l, page);
+    return (uint32_t)(bt_leaf_end(&l) - page) - BT_HDR;
+  }
+  uint32_t n = bt_br_n(page);
+  if (n < 2)
+    return 8u;
+  const uint8_t *k;
+  uint32_t kl;
+  uint64_t s, c;
+  bt_br_sep(page, n - 1, &k, &kl, &s, &c);
+  return (uint32_t)(k + kl + (s != UINT64_MAX ? 8u : 0u) + 8u - page) - BT_HDR;
+}
+
 int bt_leaf_verify(const uint8_t *page, size_t size, uint64_t pgno)
 {
   const uint8_t *end = page + size;

@@ -1368,7 +1368,7 @@ static void test_model_random(void **state)
   w->hot_len[3] = g_longpre_len[1] + 3;
   world_verify(w);
 
-  int iters = scaled(500);
+  int iters = scaled(2500);   /* ~1 M ops at scale 1 */
   for (int it = 0; it < iters; it++) {
     uint64_t u = below(&w->r, 100);
     if (u < 80) {
