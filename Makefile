@@ -35,6 +35,8 @@ test: test-plain test-asan
 # The main job on an embedded default data directory under the build folder.
 demo: build
 	@$(BUILD)/bench/jdb_bench io --dir $(BUILD)/demo-data --quick
+	@JDB_BENCH_BTREE_N=300000 JDB_BENCH_BTREE_SHAPE_N=100000 \
+	  $(BUILD)/bench/jdb_bench btree --dir $(BUILD)/demo-data --quick
 
 bench: deps build
 	@scripts/deps.sh --bench
