@@ -26,8 +26,8 @@
  *                   child  u64: the child holding entries >= this separator (and < the next)
  *   rest zero.
  * Child i holds exactly the entries e with sep[i] <= e < sep[i+1] (sep[0] and sep[n] are the
- * bounds the parent gives the page). Small length fields (bt_vlen): one byte (high bit clear) for values
- * below 128, else two bytes (high bit set, then 15 bits big-endian).
+ * bounds the parent gives the page). Small length fields (bt_vlen): one byte (high bit clear)
+ * for values below 128, else two bytes (high bit set, then 15 bits big-endian).
  */
 #ifndef JDB_BT_INT_H
 #define JDB_BT_INT_H
