@@ -80,6 +80,14 @@ struct bt_op {
 
 struct bt_opts {
   uint32_t inline_max;   /* longest inline value accepted (default BT_INLINE_DEF, <= BT_INLINE_MAX) */
+  /* Version pruning (the engine's "newest version only" mode): a PUT of (key, s) also removes
+     the entries of key with a seq below s that lie in the leaf it lands in (versions spread over
+     several leaves keep those in other leaves until a later run reaches them). After a run
+     succeeds, pruned() is called once per removed BT_VREF entry (its value's position and
+     length), so the caller can account the log bytes as dead; a failed run reports nothing. */
+  int prune_older;
+  void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen);
+  void *pruned_ud;
 };
 
 struct bt_apply_stats {
@@ -88,6 +96,7 @@ struct bt_apply_stats {
   uint64_t pages_written;    /* pages allocated for the new state */
   uint64_t pages_freed;      /* pages handed to pg_free (old state and discarded new pages) */
   uint64_t merges;           /* underfull pages merged with or balanced against a sibling */
+  uint64_t pruned;           /* older versions removed by prune_older */
 };
 
 struct bt;

@@ -79,6 +79,11 @@ struct bt {
   struct bt_fresh *fresh;                /* pages this run wrote -> body bytes (open-addressed) */
   size_t fresh_cap, fresh_n;
   struct bt_apply_stats st;
+  /* version pruning (bt_opts.prune_older) */
+  int prune;
+  void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen);
+  void *pruned_ud;
+  struct bt_u64s pv;                     /* pruned VREF entries: position, length pairs */
 };
 
 #define BT_CHUNK (64u << 10)
@@ -260,6 +265,9 @@ int bt_open(struct pg *pg, const struct bt_opts *opts, uint64_t root, struct bt 
   t->pg = pg;
   t->inline_max = im;
   t->root = root;
+  t->prune = opts && opts->prune_older;
+  t->pruned = opts ? opts->pruned : NULL;
+  t->pruned_ud = opts ? opts->pruned_ud : NULL;
   *out = t;
   return JDB_OK;
 }
@@ -279,6 +287,7 @@ void bt_close(struct bt *t)
   bt_pool_free(&t->tmp);
   mem_free(t->allocd.v);
   mem_free(t->dfree.v);
+  mem_free(t->pv.v);
   mem_free(t->fresh);
   mem_free(t);
 }
@@ -816,6 +825,19 @@ static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
    is the old one with the changes spliced in: untouched entries are copied in blocks, only the
    ops are encoded. Returns 0 (nothing done) when the ops touch an end of the leaf or the result
    does not fit one page; then the general merge runs. */
+/* Entry i of leaf l (if any) has the key of op o. o's key lies inside the leaf's key range, so it
+   carries the leaf's prefix. */
+static int bt_leaf_same_key(const struct bt_leaf *l, uint32_t i, const struct bt_op *o)
+{
+  if (i >= l->n)
+    return 0;
+  const uint8_t *sfx;
+  uint32_t slen;
+  bt_leaf_sfx(bt_leaf_ent(l, i), &sfx, &slen);
+  return l->plen + slen == o->klen &&
+         memcmp(sfx, (const uint8_t *)o->key + l->plen, slen) == 0;
+}
+
 static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf *l,
                           const struct bt_op *ops, size_t n, const struct bt_item *bound, int *rc)
 {
@@ -847,6 +869,8 @@ static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf 
     int eq = l->plen + slen == o->klen && le64_get(q) == o->seq &&
              memcmp(sfx, (const uint8_t *)o->key + l->plen, slen) == 0;
     pos[j] = i | (eq ? 1u << 31 : 0u);
+    if (t->prune && o->op == BT_OP_PUT && bt_leaf_same_key(l, i + (uint32_t)eq, o))
+      return 0;   /* an older version to prune: the general merge drops it */
     if (eq) {
       const uint8_t *ee = i + 1 < l->n ? page + le16_get(oslot + BT_LSLOT * (i + 1)) : end;
       used -= BT_LSLOT + (ee - bt_leaf_ent(l, i));
@@ -921,7 +945,9 @@ static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf 
   return 1;
 }
 
-/* Merge leaf pgno (0: none, the tree is empty) with ops [0, n) and append the result to lv[0]. */
+/* Merge leaf pgno (0: none, the tree is empty) with ops [0, n) and append the result to lv[0].
+   With pruning, an old entry whose key is that of the PUT just placed is older than it: dropped
+   (a VREF one remembered in pv, reported when the run succeeds). */
 static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, size_t n,
                       const struct bt_item *bound, int rightmost)
 {
@@ -958,6 +984,8 @@ static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, 
     rc = bt_leaf_take(ax, &l, i, &old);
     have = rc == JDB_OK;
   }
+  const uint8_t *putk = NULL;   /* key of the last PUT placed (pruning) */
+  uint32_t putkl = 0;
   int append = rightmost;
   if (append && l.n) {
     struct bt_item last;
@@ -969,13 +997,25 @@ static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, 
     int c = !have ? 1
             : j == n ? -1
                      : bt_cmp(old.key, old.klen, old.seq, ops[j].key, ops[j].klen, ops[j].seq);
-    if (c < 0) {
+    if (c < 0 && putk && old.klen == putkl && memcmp(old.key, putk, putkl) == 0) {
+      changes++;                            /* an older version of a key just put: pruned */
+      t->st.pruned++;
+      if (old.kind == BT_VREF) {
+        rc = bt_u64s_push(&t->pv, old.v64);
+        if (rc == JDB_OK)
+          rc = bt_u64s_push(&t->pv, old.vlen);
+      }
+    } else if (c < 0) {
       rc = bt_vec_push(e, &old);            /* an entry no op touches */
     } else {
       const struct bt_op *o = &ops[j++];
       if (o->op == BT_OP_PUT) {
         struct bt_item it = bt_op_item(o);
         rc = bt_vec_push(e, &it);
+        if (t->prune) {
+          putk = o->key;
+          putkl = o->klen;
+        }
         changes++;
         if (c == 0)
           t->st.replaced++;
@@ -1146,6 +1186,8 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
   struct bt_ax ax = {.t = t};
   t->allocd.n = 0;
   t->dfree.n = 0;
+  t->pv.n = 0;
+  uint64_t pruned0 = t->st.pruned;
   bt_pool_reset(&t->keep);
   for (size_t i = 0; i <= BT_HEIGHT_MAX; i++)
     t->lv[i].n = 0;
@@ -1194,7 +1236,10 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
       pg_free(t->pg, t->dfree.v[i]);
     t->st.pages_freed += t->dfree.n;
     t->root = root;
+    for (size_t i = 0; t->pruned && i + 1 < t->pv.n; i += 2)
+      t->pruned(t->pruned_ud, t->pv.v[i], (uint32_t)t->pv.v[i + 1]);
   } else {
+    t->st.pruned = pruned0;
     for (size_t i = 0; i < t->allocd.n; i++)
       if (t->allocd.v[i])   /* 0: dropped already (bt_defer_free) */
         pg_free(t->pg, t->allocd.v[i]);

@@ -3570,6 +3570,150 @@ static void test_verify_random(void **state)
 
 /* ------------------------------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------------------------- */
+/* Version pruning (bt_opts.prune_older) */
+
+struct prune_seen {
+  uint64_t n;
+  uint8_t *hit;      /* per key index: reported (vpos = index + 1) */
+  size_t nkeys;
+  uint64_t bad;
+};
+
+static void prune_cb(void *ud, uint64_t vpos, uint32_t vlen)
+{
+  struct prune_seen *p = ud;
+  p->n++;
+  if (vpos == 0 || vpos > p->nkeys || vlen != 100 || p->hit[vpos - 1])
+    p->bad++;
+  else
+    p->hit[vpos - 1] = 1;
+}
+
+/* Versions of key i in the tree, newest first (seqs into out, up to 4). */
+static int prune_versions(struct pg *p, uint64_t root, const char *k, uint64_t *out,
+                          uint8_t *kinds)
+{
+  struct bt_cursor c;
+  bt_cursor_init(&c, p, root);
+  int n = 0;
+  int rc = bt_cursor_seek(&c, k, (uint32_t)strlen(k), UINT64_MAX);
+  while (rc == JDB_OK) {
+    const struct bt_ent *e = bt_cursor_ent(&c);
+    if (e->klen != strlen(k) || memcmp(e->key, k, e->klen) != 0)
+      break;
+    if (n < 4) {
+      out[n] = e->seq;
+      kinds[n] = e->kind;
+    }
+    n++;
+    rc = bt_cursor_next(&c);
+  }
+  bt_cursor_close(&c);
+  return n;
+}
+
+static void test_prune(void **state)
+{
+  (void)state;
+  enum { NK = 20000 };
+  struct prune_seen seen = {.nkeys = NK};
+  seen.hit = calloc(NK, 1);
+  assert_non_null(seen.hit);
+  struct env e;
+  memset(&e, 0, sizeof e);
+  e.bo = (struct bt_opts){.prune_older = 1, .pruned = prune_cb, .pruned_ud = &seen};
+  e.ctx = ctx_new();
+  e.dir = tutil_tmpdir("bt_prune");
+  tutil_path(e.path, sizeof e.path, e.dir, "pages");
+  e.frames = 2048;
+  env_open(&e);
+  static char keys[NK][8];
+  struct bt_op *ops = calloc(2 * NK, sizeof *ops);
+  assert_non_null(ops);
+  /* version 1 of every key: even keys out of line (vpos = index + 1), odd keys inline */
+  for (size_t i = 0; i < NK; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%06zu", i);
+    ops[i] = (struct bt_op){.op = BT_OP_PUT, .key = keys[i], .klen = 7, .seq = 1,
+                            .kind = i % 2 ? BT_INLINE : BT_VREF, .val = "v1",
+                            .vlen = i % 2 ? 2 : 100, .vpos = i + 1};
+  }
+  struct bt_apply_stats st;
+  assert_int_equal(bt_apply(e.t, ops, NK, &st), JDB_OK);
+  assert_int_equal(st.pruned, 0);
+  env_commit_ok(&e);
+  /* run 2, dense: every 3rd key gets version 2, every 5th a tombstone at 3 (both: 3 then 2) */
+  size_t n = 0;
+  for (size_t i = 0; i < NK; i++) {
+    if (i % 5 == 0)
+      ops[n++] = (struct bt_op){.op = BT_OP_PUT, .key = keys[i], .klen = 7, .seq = 3,
+                                .kind = BT_TOMB};
+    if (i % 3 == 0)
+      ops[n++] = (struct bt_op){.op = BT_OP_PUT, .key = keys[i], .klen = 7, .seq = 2,
+                                .kind = BT_INLINE, .val = "v2", .vlen = 2};
+  }
+  assert_int_equal(bt_apply(e.t, ops, n, &st), JDB_OK);
+  uint64_t pruned2 = st.pruned;
+  env_commit_ok(&e);
+  /* run 3, sparse (the leaf splice path): every 97th key gets version 10 */
+  n = 0;
+  for (size_t i = 0; i < NK; i += 97)
+    ops[n++] = (struct bt_op){.op = BT_OP_PUT, .key = keys[i], .klen = 7, .seq = 10,
+                              .kind = BT_INLINE, .val = "v10", .vlen = 3};
+  assert_int_equal(bt_apply(e.t, ops, n, &st), JDB_OK);
+  uint64_t pruned3 = st.pruned;
+  env_commit_ok(&e);
+  uint64_t root = bt_root(e.t);
+  assert_int_equal(bt_check(e.p, root, 1, NULL), JDB_OK);
+  /* Every key keeps the versions no newer put covers... */
+  uint64_t stale = 0, gone = 0;
+  for (size_t i = 0; i < NK; i++) {
+    uint64_t seqs[4];
+    uint8_t kinds[4];
+    int nv = prune_versions(e.p, root, keys[i], seqs, kinds);
+    assert_true(nv >= 1);
+    uint64_t newest = i % 97 == 0 ? 10 : i % 5 == 0 ? 3 : i % 3 == 0 ? 2 : 1;
+    assert_int_equal(seqs[0], newest);
+    /* ...and the version 2 written by the same run as the tombstone at 3 stays (it is no
+       older version of the tree's, it is an op) unless a later run pruned it */
+    if (i % 5 == 0 && i % 3 == 0 && i % 97 != 0) {
+      assert_true(nv >= 2);
+      assert_int_equal(seqs[1], 2);
+    }
+    int has1 = 0;
+    for (int v = 0; v < nv && v < 4; v++)
+      has1 |= seqs[v] == 1;
+    if (newest > 1) {
+      stale += has1;            /* an older version in a neighbouring leaf: allowed, rare */
+      gone += !has1;
+    }
+    /* an out-of-line version 1 is reported exactly when it left the tree */
+    if (i % 2 == 0 && newest > 1)
+      assert_int_equal(seen.hit[i], !has1);
+    if (i % 2 == 0 && newest == 1)
+      assert_int_equal(seen.hit[i], 0);
+  }
+  assert_int_equal(seen.bad, 0);
+  assert_true(gone > 0 && stale * 100 <= gone);   /* at most 1% left in neighbouring leaves */
+  assert_true(pruned2 > 0 && pruned3 > 0);
+  print_message("  pruned %llu + %llu versions, %llu reported out of line, %llu left in a "
+                "neighbouring leaf\n", (unsigned long long)pruned2, (unsigned long long)pruned3,
+                (unsigned long long)seen.n, (unsigned long long)stale);
+  /* without pruning, the same put keeps the old version */
+  struct bt *plain;
+  assert_int_equal(bt_open(e.p, NULL, root, &plain), JDB_OK);
+  ops[0] = (struct bt_op){.op = BT_OP_PUT, .key = keys[1], .klen = 7, .seq = 50,
+                          .kind = BT_INLINE, .val = "x", .vlen = 1};
+  assert_int_equal(bt_apply(plain, ops, 1, &st), JDB_OK);
+  uint64_t seqs[4];
+  uint8_t kinds[4];
+  assert_int_equal(prune_versions(e.p, bt_root(plain), keys[1], seqs, kinds), 2);
+  bt_close(plain);
+  free(ops);
+  free(seen.hit);
+  env_done(&e);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -3597,6 +3741,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_fibers),
     cmocka_unit_test(test_crash_commit),
     cmocka_unit_test(test_damaged_pages),
+    cmocka_unit_test(test_prune),
   };
   if (getenv("T_FILTER"))
     cmocka_set_test_filter(getenv("T_FILTER"));
