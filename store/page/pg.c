@@ -15,7 +15,8 @@
  *     4    2 magic 0x504A
  *     6    1 type          7 1 level     8 2 count     10 2 flags     12 4 aux
  *    16    8 pgno: the page's own number
- *    24    8 generation: the commit that wrote it (<= the superblock generation that is read)
+ *    24    8 generation: the commit that wrote it (<= the superblock generation that is read;
+ *              current + 1 for a page the state being built spilled, pg_commit.c)
  *    32    . body
  *
  * Invariants:
@@ -24,10 +25,15 @@
  *   - Nobody sees a frame's bytes before they pass layout_page_open and the generation check:
  *     the read's completion callback verifies, and only then makes the frame RESIDENT and wakes
  *     the waiters. A failed read or verification releases the frame (FREE) and gives every
- *     waiter the error; the next pin reads again.
+ *     waiter the error; the next pin reads again. The generation check: a page in the spilled
+ *     set must carry exactly current + 1, any other page at most current.
  *   - One read per missing page: a pin that finds the page LOADING joins its waiter list.
- *   - pin/unpin/alloc never allocate memory: frames, the hash table and the op each frame embeds
- *     exist from pg_open; a waiter lives on its fiber's stack.
+ *   - pin/unpin/alloc never allocate memory, except a spill growing the spilled set: frames,
+ *     the hash table and the op each frame embeds exist from pg_open; a waiter lives on its
+ *     fiber's stack.
+ *   - A page of the state being built is DIRTY in a frame, or in the spilled set (then its
+ *     frame, if any, is RESIDENT or LOADING), never both; pg_free and pg_page_writable look at
+ *     both.
  *
  * Frame states and the functions making each transition:
  *   FREE --pg_pin (miss)--> LOADING --pg_frame_read_done ok--> RESIDENT
@@ -35,7 +41,15 @@
  *   RESIDENT (no pin) --pg_frame_take (CLOCK, pg_evict.c)--> FREE
  *   FREE or RESIDENT (a reusable page's stale copy) --pg_alloc--> DIRTY
  *   DIRTY --pg_commit ok--> RESIDENT
- *   DIRTY --pg_free / pg_commit failure--> FREE (no pin) or ORPHAN --last pg_unpin--> FREE
+ *   DIRTY (no pin) --pg_spill ok (pg_commit.c)--> RESIDENT, page in the spilled set
+ *   RESIDENT (spilled page) --pg_page_writable--> DIRTY, out of the spilled set
+ *   DIRTY --pg_free / pg_commit or pg_spill failure--> FREE (no pin) or ORPHAN --last
+ *     pg_unpin--> FREE; the same for a RESIDENT spilled page
+ *
+ * Needing a frame: pg_pin (miss) and pg_alloc take a FREE frame or evict one (pg_frame_take);
+ * when none can be had they call pg_make_room (pg_commit.c), which spills a batch of dirty
+ * pages or waits for the batch another fiber is spilling, and then look again (the page may
+ * have been loaded meanwhile).
  *
  * Waiting for a read: the pin that misses takes a frame, queues the frame's own fs_op and adds
  * itself (a struct pg_waiter on its stack) to the frame's waiter list, as does every later pin
@@ -235,6 +249,15 @@ int pg_open(struct fs_ctx *ctx, const char *path, const struct pg_opts *opts,
   rc = pg_frames_init(p);
   if (rc)
     goto fail;
+  p->spill_cap = p->nframes / 8 > PG_SPILL_MIN ? p->nframes / 8 : PG_SPILL_MIN;
+  if (p->spill_cap > PG_SPILL_MAX)
+    p->spill_cap = PG_SPILL_MAX;
+  if (p->spill_cap > p->nframes)
+    p->spill_cap = p->nframes;
+  rc = JDB_ENOMEM;
+  p->spill_batch = mem_calloc(p->spill_cap, sizeof *p->spill_batch);
+  if (!p->spill_batch)
+    goto fail;
   rc = pg_freelist_load(p);
   if (rc)
     goto fail;
@@ -252,7 +275,7 @@ void pg_close(struct pg *p)
 {
   if (!p)
     return;
-  JDB_ASSERT(!p->committing);
+  JDB_ASSERT(!p->committing && !p->spilling && !p->spill_waiters);
   /* Reads in flight (or writes a failed commit could not wait for) still own frame memory. */
   int leak = 0;
   if (p->frames) {
@@ -279,6 +302,8 @@ void pg_close(struct pg *p)
   if (p->sb_buf)
     mem_buf_put(p->sb_buf, PG_PAGE);
   pg_freelist_deinit(p);
+  pg_set_free(&p->spilled);
+  mem_free(p->spill_batch);
   mem_free(p->path);
   mem_free(p);
 }
@@ -306,8 +331,14 @@ static void pg_frame_read_done(struct fs_op *op)
   } else {
     struct layout_page_hdr h;
     rc = layout_page_open(f->data, PG_PAGE, f->pgno, &h);
-    if (rc == JDB_OK && h.generation > p->sb.generation)
-      rc = JDB_CORRUPT("page generation newer than the superblock", f->pgno);
+    if (rc == JDB_OK) {
+      /* A page the state being built spilled carries the generation its commit will have. */
+      int spilled = pg_set_has(&p->spilled, f->pgno);
+      if (spilled && h.generation != p->sb.generation + 1)
+        rc = JDB_CORRUPT("spilled page of another generation", f->pgno);
+      else if (!spilled && h.generation > p->sb.generation)
+        rc = JDB_CORRUPT("page generation newer than the superblock", f->pgno);
+    }
     if (rc == JDB_OK && p->opts.verify)
       rc = p->opts.verify(p->opts.verify_arg, f->data, PG_PAGE, &h);
   }
@@ -395,13 +426,27 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
   *data = NULL;
   if (pgno < 2 || pgno >= p->page_count)
     return JDB_EINVAL;
-  struct pg_frame *f = pg_hash_find(p, pgno);
+  struct pg_frame *f;
   int rc;
-  if (f && f->state != PG_FRAME_LOADING) {
+  for (;;) {
+    f = pg_hash_find(p, pgno);
+    if (f)
+      break;
+    f = pg_frame_take(p);
+    if (f)
+      break;
+    /* May park: the page may be loading or loaded when it returns. */
+    rc = pg_make_room(p);
+    if (rc) {
+      p->stats.misses++;
+      return rc;
+    }
+  }
+  if (f->state != PG_FRAME_FREE && f->state != PG_FRAME_LOADING) {
     f->pins++;
     p->refs[f->idx] = 1;
     p->stats.hits++;
-  } else if (f) {
+  } else if (f->state == PG_FRAME_LOADING) {
     f->pins++;
     p->stats.misses++;
     p->stats.read_waits_joined++;
@@ -410,9 +455,6 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
       return rc;
   } else {
     p->stats.misses++;
-    f = pg_frame_take(p);
-    if (!f)
-      return JDB_ENOMEM;
     f->pgno = pgno;
     f->state = PG_FRAME_LOADING;
     f->pins = 1;
@@ -432,7 +474,8 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
     if (rc)
       return rc;
   }
-  /* A dirty page's header is the caller's own until commit seals it. */
+  /* A dirty page's header is the caller's own until commit seals it (a spilled page's is
+     final). */
   if (want_type && f->state != PG_FRAME_DIRTY && f->data[PG_HDR_OFF_TYPE] != want_type) {
     p->stats.corrupt++;
     LOG_ERROR("%s: page %llu has type %u where type %u was expected", p->path,
@@ -473,22 +516,49 @@ int pg_alloc(struct pg *p, uint64_t *pgno, struct pg_frame **fr, void **data)
     return JDB_EIO;
   if (p->committing)
     return JDB_EBUSY;
-  int from_ready = p->ready.len > 0;
-  uint64_t n = from_ready ? p->ready.v[p->ready.len - 1] : p->page_count;
-  if (!from_ready && n >= PG_PAGE_COUNT_MAX)
-    return JDB_ENOSPC;
-  struct pg_frame *f = pg_hash_find(p, n);
-  if (f) {
-    /* A stale copy of a reusable page: no reader may hold it (pg_reclaim's contract). */
-    JDB_ASSERT(from_ready);
-    JDB_ASSERT(f->state == PG_FRAME_RESIDENT);
-    JDB_ASSERT(f->pins == 0);
-  } else {
+  int from_ready;
+  uint64_t n;
+  struct pg_frame *f;
+  for (;;) {
+    from_ready = p->ready.len > 0;
+    n = from_ready ? p->ready.v[p->ready.len - 1] : p->page_count;
+    if (!from_ready && n >= PG_PAGE_COUNT_MAX)
+      return JDB_ENOSPC;
+    f = pg_hash_find(p, n);
+    if (f && f->state == PG_FRAME_LOADING) {
+      /* A read of a spilled page this state freed since (a reader outside the contract): it
+         fails verification, the page having left the spilled set, and releases the frame. */
+      f->pins++;
+      if (pg_frame_wait(p, f) == JDB_OK)
+        pg_unpin(p, f);
+      if (p->poisoned)
+        return JDB_EIO;
+      if (p->committing)
+        return JDB_EBUSY;
+      continue;
+    }
+    if (f) {
+      /* A stale copy of a reusable page: no reader may hold it (pg_reclaim's contract). */
+      JDB_ASSERT(from_ready);
+      JDB_ASSERT(f->state == PG_FRAME_RESIDENT);
+      JDB_ASSERT(f->pins == 0);
+      JDB_ASSERT(!pg_set_has(&p->spilled, n));
+      break;
+    }
     f = pg_frame_take(p);
-    if (!f)
-      return JDB_ENOMEM;
-    f->pgno = n;
-    pg_hash_insert(p, f);
+    if (f) {
+      f->pgno = n;
+      pg_hash_insert(p, f);
+      break;
+    }
+    /* Spill (or wait for a spill); may park, so look at the state again afterwards. */
+    int rc = pg_make_room(p);
+    if (rc)
+      return rc;
+    if (p->poisoned)
+      return JDB_EIO;
+    if (p->committing)
+      return JDB_EBUSY;
   }
   if (from_ready) {
     p->ready.len--;
@@ -512,7 +582,19 @@ int pg_page_writable(struct pg *p, struct pg_frame *fr, void **data)
   JDB_ASSERT(fr != NULL && data != NULL);
   JDB_ASSERT(fr->pins > 0);
   *data = NULL;
-  if (p->committing || fr->state != PG_FRAME_DIRTY)
+  /* Another fiber's spill is writing this page: its bytes must not change before it is done. */
+  while (fr->in_spill)
+    if (pg_spill_wait(p))
+      return JDB_EINVAL;
+  if (p->committing)
+    return JDB_EINVAL;
+  if (fr->state == PG_FRAME_RESIDENT && pg_set_has(&p->spilled, fr->pgno)) {
+    /* Spilled: dirty again, rewritten by the commit (or the next spill). */
+    pg_set_remove(&p->spilled, fr->pgno);
+    fr->state = PG_FRAME_DIRTY;
+    pg_dirty_add(p, fr);
+  }
+  if (fr->state != PG_FRAME_DIRTY)
     return JDB_EINVAL;
   *data = fr->data;
   return JDB_OK;
@@ -535,14 +617,27 @@ void pg_free(struct pg *p, uint64_t pgno)
   if (p->poisoned)
     return;
   struct pg_frame *f = pg_hash_find(p, pgno);
-  if (f && f->state == PG_FRAME_DIRTY) {
-    /* Allocated by the state being built: no committed state or reader knows it. */
-    pg_dirty_remove(p, f);
-    if (f->pins) {
-      pg_hash_remove(p, f);
-      f->state = PG_FRAME_ORPHAN;
-    } else {
-      pg_frame_release(p, f);
+  int built = f && f->state == PG_FRAME_DIRTY;
+  if (!built && pg_set_has(&p->spilled, pgno)) {
+    built = 1;
+    pg_set_remove(&p->spilled, pgno);
+    /* A LOADING frame is left to its read, which now fails verification (the page left the
+       spilled set) and releases it. */
+    if (f && f->state != PG_FRAME_RESIDENT)
+      f = NULL;
+  }
+  if (built) {
+    /* Allocated by the state being built: no committed state or reader knows it. A frame
+       whose spill write is in flight is orphaned; the spill releases it. */
+    if (f) {
+      if (f->state == PG_FRAME_DIRTY)
+        pg_dirty_remove(p, f);
+      if (f->pins || f->in_spill) {
+        pg_hash_remove(p, f);
+        f->state = PG_FRAME_ORPHAN;
+      } else {
+        pg_frame_release(p, f);
+      }
     }
     if (pg_ready_push(p, pgno)) {
       p->leaked++;
@@ -613,6 +708,13 @@ int pg_check(const struct pg *p)
     const struct pg_frame *f = &p->frames[i];
     PG_CHECK(f->state <= PG_FRAME_ORPHAN, "%s: frame %u has state %u", p->path, i, f->state);
     nstate[f->state]++;
+    PG_CHECK(!f->in_spill || (p->spilling && (f->state == PG_FRAME_DIRTY ||
+                                              f->state == PG_FRAME_ORPHAN)),
+             "%s: frame %u marked in a spill (state %u, spilling %d)", p->path, i, f->state,
+             p->spilling);
+    if (f->state == PG_FRAME_DIRTY)
+      PG_CHECK(!pg_set_has(&p->spilled, f->pgno), "%s: dirty page %llu is in the spilled set",
+               p->path, (unsigned long long)f->pgno);
     if (f->state == PG_FRAME_FREE) {
       PG_CHECK(f->pins == 0 && !f->waiters, "%s: FREE frame %u pinned or awaited", p->path, i);
       continue;
@@ -650,12 +752,40 @@ int pg_check(const struct pg *p)
   PG_CHECK(nhashed == nstate[PG_FRAME_LOADING] + nstate[PG_FRAME_RESIDENT] + ndirty,
            "%s: %llu frames hashed", p->path, (unsigned long long)nhashed);
 
-  /* Free-page sets: in range, pairwise distinct, none of them dirty, pending in order. */
+  /* Spilled set: its count, its pages in range and held (if at all) by RESIDENT or LOADING
+     frames; empty once the pg is poisoned. */
+  uint64_t nspilled = 0;
+  for (uint64_t b = 0; p->spilled.v && b <= p->spilled.mask; b++) {
+    uint64_t pg = p->spilled.v[b];
+    if (!pg)
+      continue;
+    nspilled++;
+    PG_CHECK(pg >= 2 && pg < p->page_count, "%s: spilled page %llu out of range", p->path,
+             (unsigned long long)pg);
+    PG_CHECK(pg_set_has(&p->spilled, pg), "%s: spilled page %llu not found by its pgno",
+             p->path, (unsigned long long)pg);
+    const struct pg_frame *f = pg_hash_find(p, pg);
+    PG_CHECK(!f || f->state == PG_FRAME_RESIDENT || f->state == PG_FRAME_LOADING,
+             "%s: spilled page %llu in a frame of state %u", p->path, (unsigned long long)pg,
+             f ? f->state : 0);
+  }
+  PG_CHECK(nspilled == p->spilled.n, "%s: spilled set holds %llu pages, count says %zu",
+           p->path, (unsigned long long)nspilled, p->spilled.n);
+  PG_CHECK(!p->poisoned || (nspilled == 0 && p->ndirty == 0),
+           "%s: poisoned with pages of the state being built", p->path);
+  PG_CHECK(p->spill_cap >= 1 && p->spill_cap <= p->nframes, "%s: spill batch of %u", p->path,
+           p->spill_cap);
+
+  /* Free-page sets and spilled pages: in range, pairwise distinct, none of them dirty, pending
+     in order. */
   size_t npend = p->pend_len - p->pend_head;
-  size_t nall = p->ready.len + npend + p->chain.len;
+  size_t nall = p->ready.len + npend + p->chain.len + p->spilled.n;
   all = mem_malloc((nall ? nall : 1) * sizeof *all);
   PG_CHECK(all != NULL, "%s: out of memory", p->path);
   size_t k = 0;
+  for (uint64_t b = 0; p->spilled.v && b <= p->spilled.mask; b++)
+    if (p->spilled.v[b])
+      all[k++] = p->spilled.v[b];
   for (size_t i = 0; i < p->ready.len; i++)
     all[k++] = p->ready.v[i];
   uint64_t prev_gen = 0;
@@ -672,13 +802,13 @@ int pg_check(const struct pg *p)
     PG_CHECK(all[i] >= 2 && all[i] < p->page_count, "%s: free page %llu out of range", p->path,
              (unsigned long long)all[i]);
     const struct pg_frame *f = pg_hash_find(p, all[i]);
-    PG_CHECK(!f || f->state != PG_FRAME_DIRTY, "%s: free page %llu is dirty", p->path,
-             (unsigned long long)all[i]);
+    PG_CHECK(!f || f->state != PG_FRAME_DIRTY, "%s: free or spilled page %llu is dirty",
+             p->path, (unsigned long long)all[i]);
   }
   qsort(all, nall, sizeof *all, pg_cmp_u64);
   for (size_t i = 1; i < nall; i++)
-    PG_CHECK(all[i] != all[i - 1], "%s: page %llu is free twice", p->path,
-             (unsigned long long)all[i]);
+    PG_CHECK(all[i] != all[i - 1], "%s: page %llu is free twice (or spilled and free)",
+             p->path, (unsigned long long)all[i]);
   PG_CHECK(p->sb.page_count <= p->page_count, "%s: page count went down", p->path);
   PG_CHECK(p->ready.cap >= p->ready.len + npend, "%s: no room to reclaim the pending pages",
            p->path);

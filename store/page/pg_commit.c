@@ -1,6 +1,6 @@
 /*
  * pg_commit.c - the free-page sets of the buffer manager, the free-list pages that persist them,
- * pg_reclaim, and pg_commit (store/page, L2).
+ * pg_reclaim, spills, and pg_commit (store/page, L2).
  *
  * Free pages live in three places in memory:
  *   ready    reusable now: no durable superblock and no reader references them. pg_alloc pops
@@ -35,26 +35,47 @@
  * chain pages fewer than the page count, which bounds a looping chain) and the whole (no page
  * listed twice, no chain page listed): JDB_ECORRUPT otherwise.
  *
+ * Spill (pg_spill): when a pin or an allocation finds no free or evictable frame, up to
+ * spill_cap unpinned dirty pages whose header is complete (pg_built_hdr_ok; a page whose header
+ * is not stays dirty and is refused by the commit) are sealed exactly as the commit will seal
+ * them (own pgno, generation current + 1, checksum), submitted in pgno order (sequential I/O),
+ * one fs_flush, and waited for; their frames then become RESIDENT and their page numbers join
+ * the spilled set, so CLOCK may evict them and a later pin re-reads them (pg.c accepts
+ * generation current + 1 for exactly the pages of that set). No fdatasync: the commit's one
+ * covers them. Safe under copy-on-write: a dirty page is a new page, either beyond the durable
+ * page count or a reusable free page no superblock in use and no reader references, so a crash
+ * before the superblock leaves unreferenced garbage (the pages a commit writes before its
+ * superblock are no different). The file is grown ahead of the page count first (pg_grow), as
+ * for a commit. While the batch is in flight (p->spilling; its frames marked in_spill, still
+ * DIRTY): another fiber needing a frame, a commit and pg_page_writable on a batch frame wait
+ * for it (spill_waiters); pg_free of a batch page orphans the frame, which the spill releases.
+ * A failed write poisons the pg as a failed commit does (pg_drop_built).
+ *
  * Commit sequence (every step waits for the previous one):
  *   1. checks that need no I/O: roots, replay position, dirty page headers (JDB_EINVAL);
  *      reserve memory (JDB_ENOMEM); nothing has changed yet if these fail
  *   2. build the free-list pages (when the free set changed)
  *   3. seal every dirty page and free-list page with its pgno and the new generation, submit
- *      them all, one fs_flush, wait for all
- *   4. one fdatasync (skipped when no page was written)
+ *      them all, one fs_flush, wait for all (spilled pages are on disk already)
+ *   4. one fdatasync (skipped when no page was written and nothing was spilled)
  *   5. superblock of the new generation into slot (gen & 1), linked write -> fdatasync
- *   6. publish: the new superblock is current, dirty frames become RESIDENT
+ *   6. publish: the new superblock is current, dirty frames become RESIDENT, the spilled set
+ *      empties (its pages are committed pages now)
  * States of the pg as a whole (function making each transition):
  *   OPEN --pg_commit: steps 1-2 fail--> OPEN (nothing changed)
  *   OPEN --pg_commit: steps 3-6--> COMMITTING (p->committing; pg_alloc / pg_commit: JDB_EBUSY)
+ *   OPEN --pg_make_room: pg_spill--> SPILLING (p->spilling; frame takers and pg_commit wait)
+ *   SPILLING --writes done--> OPEN;  SPILLING --I/O error (pg_spill_fail)--> POISONED
  *   COMMITTING --step 6--> OPEN;  COMMITTING --I/O error (pg_commit_fail)--> POISONED
  *   POISONED: pins served, pg_alloc / pg_commit JDB_EIO, pg_free ignored, until pg_close
  * A failure in 3-5 poisons the pg (p->poisoned; JDB_EIO for later commits and allocations);
- * dirty frames are dropped; if step 5 failed, the slot's previous contents are written back,
- * best effort, so a reopen in this process does not find a superblock whose sync failed.
+ * dirty frames and spilled pages are dropped; if step 5 failed, the slot's previous contents
+ * are written back, best effort, so a reopen in this process does not find a superblock whose
+ * sync failed.
  */
 #include "pg_int.h"
 
+#include "coro.h"
 #include "err.h"
 #include "log.h"
 
@@ -303,6 +324,15 @@ static int pg_root_ok(uint64_t root, uint64_t page_count)
   return root == 0 || (root >= 2 && root < page_count);
 }
 
+int pg_built_hdr_ok(const uint8_t *d)
+{
+  unsigned type = d[6], level = d[7], count = le16_get(d + 8);
+  int ok = type == LAYOUT_PAGE_BRANCH ? level >= 1 && level <= LAYOUT_LEVEL_MAX
+           : type == LAYOUT_PAGE_LEAF || type == LAYOUT_PAGE_OVERFLOW ? level == 0
+                                                                       : 0;
+  return ok && count <= PG_PAGE;
+}
+
 static int pg_commit_check(struct pg *p, const struct layout_super *next)
 {
   if (!pg_root_ok(next->tree_root, p->page_count) ||
@@ -319,13 +349,9 @@ static int pg_commit_check(struct pg *p, const struct layout_super *next)
   }
   for (struct pg_frame *f = p->dirty.lnext; f != &p->dirty; f = f->lnext) {
     const uint8_t *d = f->data;
-    unsigned type = d[6], level = d[7], count = le16_get(d + 8);
-    int ok = type == LAYOUT_PAGE_BRANCH ? level >= 1 && level <= LAYOUT_LEVEL_MAX
-             : type == LAYOUT_PAGE_LEAF || type == LAYOUT_PAGE_OVERFLOW ? level == 0
-                                                                         : 0;
-    if (!ok || count > PG_PAGE) {
+    if (!pg_built_hdr_ok(d)) {
       LOG_ERROR("%s: dirty page %llu has a bad header (type %u, level %u, count %u)", p->path,
-                (unsigned long long)f->pgno, type, level, count);
+                (unsigned long long)f->pgno, d[6], d[7], le16_get(d + 8));
       return JDB_EINVAL;
     }
   }
@@ -460,32 +486,61 @@ static int pg_op_wait(struct pg *p, struct fs_op *op)
   return rc;
 }
 
-static void pg_commit_fail(struct pg *p, int rc, uint64_t gen, const char *step)
+/* Drop a frame of the state being built (out of every list already): FREE when nothing holds
+   it, else ORPHAN (FREE at its last unpin). A frame whose write the backend still owns is
+   orphaned with an extra pin, i.e. leaked until close. */
+static void pg_frame_drop(struct pg *p, struct pg_frame *f)
 {
-  p->poisoned = rc;
-  LOG_ERROR("%s: commit of generation %llu failed at %s: %s; no further commits until reopen",
-            p->path, (unsigned long long)gen, step, jdb_strerror(rc));
-  /* The state being built is gone: drop its pages (a frame whose write the backend still owns
-     is orphaned with an extra pin, i.e. leaked until close). */
-  while (p->dirty.lnext != &p->dirty) {
-    struct pg_frame *f = p->dirty.lnext;
-    pg_dirty_remove(p, f);
-    if (f->pins || pg_op_busy(&f->op)) {
-      pg_hash_remove(p, f);
-      f->state = PG_FRAME_ORPHAN;
-      if (pg_op_busy(&f->op))
-        f->pins++;
-    } else {
-      pg_frame_release(p, f);
-    }
+  f->in_spill = 0;
+  if (f->pins || pg_op_busy(&f->op)) {
+    pg_hash_remove(p, f);
+    f->state = PG_FRAME_ORPHAN;
+    if (pg_op_busy(&f->op))
+      f->pins++;
+  } else {
+    pg_frame_release(p, f);
   }
 }
 
-/* Grow the file ahead of the pages a commit writes, in chunks of an eighth of its size (at
-   least 16 MiB). Measured: direct writes past the end of the file are serialised by the file
-   system (each extends i_size under the inode lock), and a 1 M-key load committed 5x slower
-   (1.70 s against 0.33 s) than into a preallocated file. Only an optimisation: on failure the
-   writes extend the file themselves (and report ENOSPC if it comes to that). */
+/* The state being built is gone (a commit or a spill failed): drop its dirty pages and the
+   cached copies of its spilled ones, and poison the pg. */
+static void pg_drop_built(struct pg *p, int rc)
+{
+  p->poisoned = rc;
+  while (p->dirty.lnext != &p->dirty) {
+    struct pg_frame *f = p->dirty.lnext;
+    pg_dirty_remove(p, f);
+    pg_frame_drop(p, f);
+  }
+  if (p->spilled.n) {
+    for (uint64_t i = 0; i <= p->spilled.mask; i++) {
+      uint64_t pgno = p->spilled.v[i];
+      struct pg_frame *f = pgno ? pg_hash_find(p, pgno) : NULL;
+      /* A LOADING frame belongs to its read: the pin that waits for it gets the page. */
+      if (f && f->state == PG_FRAME_RESIDENT)
+        pg_frame_drop(p, f);
+    }
+  }
+  pg_set_clear(&p->spilled);
+  p->spill_unsynced = 0;
+}
+
+static void pg_commit_fail(struct pg *p, int rc, uint64_t gen, const char *step)
+{
+  LOG_ERROR("%s: commit of generation %llu failed at %s: %s; no further commits until reopen",
+            p->path, (unsigned long long)gen, step, jdb_strerror(rc));
+  pg_drop_built(p, rc);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Spill */
+
+/* Grow the file ahead of the pages a commit or a spill writes (up to the page count), in chunks
+   of an eighth of its size (at least 16 MiB). Measured: direct writes past the end of the file
+   are serialised by the file system (each extends i_size under the inode lock), and a 1 M-key
+   load committed 5x slower (1.70 s against 0.33 s) than into a preallocated file. Only an
+   optimisation: on failure the writes extend the file themselves (and report ENOSPC if it
+   comes to that). */
 static void pg_grow(struct pg *p)
 {
   uint64_t need = p->page_count * PG_PAGE;
@@ -502,10 +557,134 @@ static void pg_grow(struct pg *p)
   p->file_bytes = to;
 }
 
+static int pg_frame_cmp_pgno(const void *a, const void *b)
+{
+  uint64_t x = (*(struct pg_frame *const *)a)->pgno, y = (*(struct pg_frame *const *)b)->pgno;
+  return x < y ? -1 : x > y;
+}
+
+static void pg_spill_wake(struct pg *p)
+{
+  struct pg_waiter *w = p->spill_waiters;
+  p->spill_waiters = NULL;
+  while (w) {
+    struct pg_waiter *next = w->next;   /* w may be gone once done is set and it runs */
+    struct coro *co = w->co;
+    w->rc = JDB_OK;
+    w->done = 1;
+    coro_wake(co);
+    w = next;
+  }
+}
+
+int pg_spill_wait(struct pg *p)
+{
+  struct pg_waiter w = {.co = coro_self()};
+  if (!w.co)
+    return JDB_EBUSY;
+  w.next = p->spill_waiters;
+  /* Linked only while this function waits: pg_spill_wake unlinks every waiter first. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+  p->spill_waiters = &w;
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic pop
+#endif
+  while (!w.done)
+    coro_park();
+  return JDB_OK;
+}
+
+/* Write one batch of unpinned dirty pages (the file comment). JDB_ENOMEM when there is none or
+   the spilled set cannot grow (nothing changed then); an I/O error poisons the pg. */
+static int pg_spill(struct pg *p)
+{
+  uint32_t k = 0;
+  for (struct pg_frame *f = p->dirty.lnext; f != &p->dirty && k < p->spill_cap; f = f->lnext)
+    if (f->pins == 0 && !pg_op_busy(&f->op) && pg_built_hdr_ok(f->data))
+      p->spill_batch[k++] = f;
+  if (k == 0 || pg_set_reserve(&p->spilled, k))
+    return JDB_ENOMEM;
+  qsort(p->spill_batch, k, sizeof *p->spill_batch, pg_frame_cmp_pgno);
+  const uint64_t gen = p->sb.generation + 1;
+  p->spilling = 1;
+  pg_grow(p);
+  int rc = JDB_OK;
+  uint32_t nsub = 0;
+  for (uint32_t i = 0; i < k && !rc; i++) {
+    struct pg_frame *f = p->spill_batch[i];
+    f->in_spill = 1;
+    rc = pg_write_page(p, &f->op, f->data, f->pgno, gen, pg_frame_fixed(p, f));
+    if (!rc) {
+      f->op.udata = f;
+      nsub++;
+    }
+  }
+  int frc = fs_flush(p->ctx);
+  if (!rc)
+    rc = frc;
+  /* Parks (or blocks): meanwhile other fibers may pin these pages, and the writer may free
+     them (pg_free orphans a frame marked in_spill). */
+  for (uint32_t i = 0; i < nsub; i++) {
+    int wrc = pg_op_wait(p, &p->spill_batch[i]->op);
+    if (!rc)
+      rc = wrc;
+  }
+  if (rc) {
+    LOG_ERROR("%s: spill of %u pages for generation %llu failed: %s; no further commits until "
+              "reopen", p->path, k, (unsigned long long)gen, jdb_strerror(rc));
+    for (uint32_t i = 0; i < k; i++) {
+      struct pg_frame *f = p->spill_batch[i];
+      if (f->state == PG_FRAME_ORPHAN && f->in_spill && f->pins == 0 && !pg_op_busy(&f->op))
+        pg_frame_release(p, f);
+      f->in_spill = 0;
+    }
+    pg_drop_built(p, rc);
+  } else {
+    for (uint32_t i = 0; i < k; i++) {
+      struct pg_frame *f = p->spill_batch[i];
+      JDB_ASSERT(f->in_spill);
+      f->in_spill = 0;
+      if (f->state == PG_FRAME_ORPHAN) {
+        /* Freed while its write was in flight: the page is reusable already. */
+        if (f->pins == 0)
+          pg_frame_release(p, f);
+        continue;
+      }
+      JDB_ASSERT(f->state == PG_FRAME_DIRTY);
+      pg_dirty_remove(p, f);
+      f->state = PG_FRAME_RESIDENT;
+      pg_set_insert(&p->spilled, f->pgno);
+    }
+    p->spill_unsynced = 1;
+    p->stats.spills++;
+    p->stats.spilled_pages += k;
+  }
+  p->spilling = 0;
+  pg_spill_wake(p);
+  return rc;
+}
+
+int pg_make_room(struct pg *p)
+{
+  if (p->spilling)
+    return pg_spill_wait(p) == JDB_OK ? JDB_OK : JDB_ENOMEM;
+  if (p->committing || p->poisoned)
+    return JDB_ENOMEM;
+  return pg_spill(p);
+}
+
 int pg_commit(struct pg *p, const struct layout_super *next)
 {
   if (!next)
     return JDB_EINVAL;
+  if (p->committing)
+    return JDB_EBUSY;
+  while (p->spilling)
+    if (pg_spill_wait(p))
+      return JDB_EBUSY;
   if (p->poisoned)
     return JDB_EIO;
   if (p->committing)
@@ -552,8 +731,8 @@ int pg_commit(struct pg *p, const struct layout_super *next)
       rc = wrc;
   }
 
-  /* 4. One fdatasync covers them all. */
-  if (!rc && ndata + nflsub > 0) {
+  /* 4. One fdatasync covers them all, and the pages spilled since the last commit. */
+  if (!rc && (ndata + nflsub > 0 || p->spill_unsynced)) {
     step = "page fdatasync";
     fs_op_prep_sync(&p->data_sync_op, p->file, 0);
     rc = pg_op_submit(p, &p->data_sync_op);
@@ -620,6 +799,8 @@ int pg_commit(struct pg *p, const struct layout_super *next)
     pg_dirty_remove(p, f);
     f->state = PG_FRAME_RESIDENT;
   }
+  pg_set_clear(&p->spilled);
+  p->spill_unsynced = 0;
   if (p->fl_dirty) {
     JDB_ASSERT(p->chain.len == 0 && p->chain.cap >= nfl);
     if (nfl)

@@ -1,6 +1,6 @@
 /*
  * pg_evict.c - the frame table of the buffer manager: frame memory, the pgno -> frame hash
- * table, the free-frame list and CLOCK eviction.
+ * table, the free-frame list and CLOCK eviction; and the set of spilled page numbers.
  *
  * Memory, allocated once at pg_open and never on the hot path: the frames' pages are one arena
  * mapping (2 MiB huge pages when the system has them), carved into PG_PAGE pieces in frame order
@@ -9,7 +9,8 @@
  * probing, each slot holding the pgno, the frame index and whether the page is readable, so a
  * lookup touches one slot and pg_peek reaches the page without touching the frame struct (a
  * chained table cost a bucket and a frame-struct cache miss per level of a tree descent: 45% of
- * a warm point lookup). CLOCK reference bits live in their own byte array for the same reason. The arena is registered with the fs ctx as fixed buffers, one iovec per
+ * a warm point lookup). CLOCK reference bits live in their own byte array for the same reason.
+ * The arena is registered with the fs ctx as fixed buffers, one iovec per
  * PG_FIXED_CHUNK_FRAMES frames (io_uring caps one registered buffer at 1 GiB); reads and writes of
  * frame i then name buffer i / PG_FIXED_CHUNK_FRAMES. Registration is an optimisation: when the
  * backend or the locked-memory limit refuses it, ops simply go without fixed_buf.
@@ -21,12 +22,17 @@
  *     the dirty list (p->ndirty of them).
  *   - Eviction takes only RESIDENT frames with no pin, whose op is idle or done and which have no
  *     waiter: a LOADING frame (read in flight) or a DIRTY one (not yet written) is never taken.
+ *     A RESIDENT frame of a spilled page is taken like any other: its bytes are on disk.
  *
- * CLOCK: every pin and peek sets the frame's reference bit. When no frame is free, the hand sweeps the
- * frame array: an unpinned RESIDENT frame with its bit set gets it cleared (a second chance),
- * one with the bit clear is evicted. Two full turns without a victim mean every frame is pinned,
- * loading or dirty: JDB_ENOMEM for the caller. The sweep touches only the frame structs, never
- * the page memory.
+ * CLOCK: every pin and peek sets the frame's reference bit. When no frame is free, the hand
+ * sweeps the frame array: an unpinned RESIDENT frame with its bit set gets it cleared (a second
+ * chance), one with the bit clear is evicted. Two full turns without a victim mean every frame
+ * is pinned, loading or dirty: the caller then spills dirty pages (pg_make_room, pg_commit.c)
+ * or fails with JDB_ENOMEM. The sweep touches only the frame structs, never the page memory.
+ *
+ * Spilled set: the page numbers a spill wrote for the state being built, open-addressed like the
+ * frame table (linear probing, backward-shift deletion, at most half full). Grown only by a
+ * spill, before it writes anything; emptied by every commit.
  */
 #include "pg_int.h"
 
@@ -36,9 +42,14 @@
 #include <string.h>
 #include <sys/uio.h>
 
+static inline uint64_t pg_mix(uint64_t pgno, uint64_t mask)
+{
+  return ((pgno * 0x9e3779b97f4a7c15ull) >> 29) & mask;
+}
+
 static inline uint64_t pg_hash_home(const struct pg *p, uint64_t pgno)
 {
-  return ((pgno * 0x9e3779b97f4a7c15ull) >> 29) & p->slot_mask;
+  return pg_mix(pgno, p->slot_mask);
 }
 
 /* Slot index holding pgno, or the empty slot where it would go. */
@@ -107,6 +118,94 @@ uint64_t pg_hash_count(const struct pg *p)
   return n;
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* The spilled set */
+
+static uint64_t pg_set_probe(const struct pg_set *s, uint64_t pgno)
+{
+  uint64_t i = pg_mix(pgno, s->mask);
+  while (s->v[i] && s->v[i] != pgno)
+    i = (i + 1) & s->mask;
+  return i;
+}
+
+int pg_set_has(const struct pg_set *s, uint64_t pgno)
+{
+  return s->n && s->v[pg_set_probe(s, pgno)] == pgno;
+}
+
+int pg_set_reserve(struct pg_set *s, size_t extra)
+{
+  uint64_t cap = s->v ? s->mask + 1 : 0;
+  if (2 * ((uint64_t)s->n + extra) <= cap)
+    return JDB_OK;
+  uint64_t ncap = cap ? cap : 256;
+  while (ncap < 2 * ((uint64_t)s->n + extra))
+    ncap *= 2;
+  uint64_t *v = mem_calloc(ncap, sizeof *v);
+  if (!v)
+    return JDB_ENOMEM;
+  struct pg_set ns = {.v = v, .mask = ncap - 1, .n = 0};
+  for (uint64_t i = 0; i < cap; i++)
+    if (s->v[i])
+      pg_set_insert(&ns, s->v[i]);
+  mem_free(s->v);
+  *s = ns;
+  return JDB_OK;
+}
+
+void pg_set_insert(struct pg_set *s, uint64_t pgno)
+{
+  JDB_ASSERT(pgno != 0 && s->v && 2 * (s->n + 1) <= s->mask + 1);
+  uint64_t i = pg_set_probe(s, pgno);
+  if (s->v[i] == pgno)
+    return;
+  s->v[i] = pgno;
+  s->n++;
+}
+
+void pg_set_remove(struct pg_set *s, uint64_t pgno)
+{
+  if (!s->n)
+    return;
+  uint64_t i = pg_set_probe(s, pgno), m = s->mask;
+  if (s->v[i] != pgno)
+    return;
+  for (uint64_t j = (i + 1) & m; s->v[j]; j = (j + 1) & m) {
+    uint64_t k = pg_mix(s->v[j], m);
+    int in = i <= j ? (k > i && k <= j) : (k > i || k <= j);
+    if (!in) {
+      s->v[i] = s->v[j];
+      i = j;
+    }
+  }
+  s->v[i] = 0;
+  s->n--;
+}
+
+void pg_set_clear(struct pg_set *s)
+{
+  if (!s->v)
+    return;
+  /* A table much larger than its last use is given back rather than wiped every commit. */
+  if (s->mask + 1 > 4096 && s->mask + 1 > 16 * (uint64_t)s->n) {
+    pg_set_free(s);
+    return;
+  }
+  if (s->n)
+    memset(s->v, 0, (size_t)(s->mask + 1) * sizeof *s->v);
+  s->n = 0;
+}
+
+void pg_set_free(struct pg_set *s)
+{
+  mem_free(s->v);
+  *s = (struct pg_set){0};
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Lists */
+
 void pg_dirty_add(struct pg *p, struct pg_frame *f)
 {
   f->lprev = p->dirty.lprev;
@@ -134,6 +233,7 @@ void pg_frame_release(struct pg *p, struct pg_frame *f)
       f->state == PG_FRAME_DIRTY)
     pg_hash_remove(p, f);
   f->state = PG_FRAME_FREE;
+  f->in_spill = 0;
   f->pins = 0;
   p->refs[f->idx] = 0;
   f->lnext = p->free_frames;

@@ -5,8 +5,9 @@
  * Files:
  *   pg.c         open/close, superblock slots, pin/unpin (the read path and its waits), alloc,
  *                free, stats, pg_check
- *   pg_evict.c   frames: the pgno hash table, the free-frame list, CLOCK eviction
- *   pg_commit.c  the free-page sets, free-list pages (encode/load), pg_commit, pg_reclaim
+ *   pg_evict.c   frames: the pgno hash table, the free-frame list, CLOCK eviction, the set of
+ *                spilled page numbers
+ *   pg_commit.c  the free-page sets, free-list pages (encode/load), spills, pg_commit, pg_reclaim
  */
 #ifndef JDB_PG_INT_H
 #define JDB_PG_INT_H
@@ -24,6 +25,8 @@
 #define PG_FRAMES_MAX (1u << 26)            /* 256 GiB of frames */
 #define PG_FIXED_CHUNK_FRAMES (1u << 16)    /* frames per registered buffer (256 MiB) */
 #define PG_PAGE_COUNT_MAX (1ull << 40)      /* 4 EiB of pages: far beyond any file we write */
+#define PG_SPILL_MIN 32u                    /* pages per spill batch: max(32, frames / 8) ... */
+#define PG_SPILL_MAX 4096u                  /* ... at most 16 MiB, and never above the frames */
 
 /* Free-list page body (docs/FORMAT.md "Free-list pages"): next pgno, then count entries. */
 #define PG_FL_OFF_NEXT LAYOUT_PAGE_HDR_SIZE
@@ -33,7 +36,8 @@
 enum pg_frame_state {
   PG_FRAME_FREE = 0,       /* on the free-frame list, in no hash chain */
   PG_FRAME_LOADING = 1,    /* read in flight; in the hash; waiters queued on it */
-  PG_FRAME_RESIDENT = 2,   /* verified copy of a committed page; in the hash */
+  PG_FRAME_RESIDENT = 2,   /* verified copy of a committed page, or of a spilled page (one in
+                              p->spilled: the state being built wrote it early); in the hash */
   PG_FRAME_DIRTY = 3,      /* page of the state being built; in the hash and the dirty list */
   PG_FRAME_ORPHAN = 4,     /* dropped dirty page still pinned; in no list; FREE at last unpin */
 };
@@ -55,6 +59,7 @@ struct pg_frame {
   uint32_t pins;
   uint32_t idx;            /* index in pg->frames */
   uint8_t state;           /* enum pg_frame_state */
+  uint8_t in_spill;        /* DIRTY and in the spill batch being written (p->spilling) */
   struct pg_frame *lnext, *lprev;   /* free-frame list (lnext only) or dirty list */
   struct pg_waiter *waiters;
 };
@@ -71,6 +76,14 @@ struct pg_slot {
 struct pg_vec {
   uint64_t *v;
   size_t len, cap;
+};
+
+/* A set of page numbers (the spilled pages): open addressing, linear probing, 0 = empty slot,
+   at most half full. */
+struct pg_set {
+  uint64_t *v;
+  uint64_t mask;           /* capacity - 1 (capacity a power of two), or 0 with v NULL */
+  size_t n;
 };
 
 /* A page freed by the commit of generation gen (durable once that commit is). */
@@ -90,8 +103,9 @@ struct pg {
   int sb_other_ok;
   uint64_t page_count;             /* high-water mark of the state being built */
   uint64_t file_bytes;             /* the file's size: grown ahead of page_count (pg_commit) */
-  int poisoned;                    /* JDB_E* of the commit that failed, or 0 */
+  int poisoned;                    /* JDB_E* of the commit or spill that failed, or 0 */
   int committing;
+  int spilling;                    /* a spill batch is being written (pg_spill) */
 
   /* Frames (pg_evict.c). */
   struct mem_arena arena;
@@ -105,6 +119,17 @@ struct pg {
   struct pg_frame dirty;           /* sentinel of the DIRTY list (lnext/lprev) */
   uint32_t ndirty;
   int fixed;                       /* frames registered as fixed buffers with the ctx */
+
+  /* Spills (pg_commit.c). spilled: the pages of the state being built that a spill wrote and
+     that are not dirty again nor freed since (each RESIDENT, LOADING or in no frame); emptied
+     by every commit. spill_batch: room for one batch (spill_cap frames). spill_waiters: fibers
+     waiting for the batch in flight to finish. spill_unsynced: a spill wrote pages since the
+     last commit, whose fdatasync must cover them. */
+  struct pg_set spilled;
+  struct pg_frame **spill_batch;
+  uint32_t spill_cap;
+  struct pg_waiter *spill_waiters;
+  int spill_unsynced;
 
   /* Free pages (pg_commit.c). ready: reusable now, popped from the end. pending: FIFO of pages
      freed by commits not yet reclaimable, generations nondecreasing from pend_head. chain: the
@@ -160,6 +185,14 @@ void pg_dirty_remove(struct pg *p, struct pg_frame *f);
 void pg_frame_forget(struct pg *p, uint64_t pgno);
 /* fixed_buf value for an op on this frame's data (0 when not registered). */
 uint16_t pg_frame_fixed(const struct pg *p, const struct pg_frame *f);
+/* The spilled set: membership, room for extra more entries (JDB_ENOMEM), insert (room
+   reserved), remove (absent: no-op), empty it (keeping or dropping its memory), free it. */
+int pg_set_has(const struct pg_set *s, uint64_t pgno);
+int pg_set_reserve(struct pg_set *s, size_t extra);
+void pg_set_insert(struct pg_set *s, uint64_t pgno);
+void pg_set_remove(struct pg_set *s, uint64_t pgno);
+void pg_set_clear(struct pg_set *s);
+void pg_set_free(struct pg_set *s);
 
 /* pg_commit.c */
 int pg_vec_push(struct pg_vec *a, uint64_t x);
@@ -170,5 +203,16 @@ int pg_pend_push(struct pg *p, uint64_t pgno, uint64_t gen);
 /* Read and check the free list of p->sb into p->ready / p->chain. */
 int pg_freelist_load(struct pg *p);
 void pg_freelist_deinit(struct pg *p);
+/* The header fields a page of the state being built must carry before it is written (type
+   BRANCH, LEAF or OVERFLOW, level consistent with it, count <= page size). */
+int pg_built_hdr_ok(const uint8_t *page);
+/* Called when no frame is free or evictable: write a batch of unpinned dirty pages (pg_spill),
+   or wait for the batch another fiber is writing. JDB_OK: try again (frames may be evictable
+   now); JDB_ENOMEM: nothing to write or wait for; the error of a failed spill (the pg is then
+   poisoned). May park the calling fiber (or block outside any fiber). */
+int pg_make_room(struct pg *p);
+/* Park the calling fiber until the spill in flight ends. JDB_EBUSY outside any fiber (a blocking
+   caller cannot let the spilling fiber run). */
+int pg_spill_wait(struct pg *p);
 
 #endif

@@ -2,8 +2,10 @@
  * test_page.c - the buffer manager (store/page, pg.h): create/open/reopen, commit and read back,
  * superblock slots, eviction and pins under a tiny budget, one read for many fibers, verified
  * reads (checksum, misdirected, wrong type, torn, stale, short), the free list (reuse rules,
- * persistence, steady state), crash at every I/O of a commit, and I/O errors on reads and
- * commits.
+ * persistence, steady state), crash at every I/O of a commit, I/O errors on reads and commits,
+ * and spills (dirty pages written before the commit when the budget is full: read back,
+ * re-dirtied, freed in every state, crash and I/O errors around them, their generation check,
+ * fibers reading while another spills).
  *
  * Every case runs on the uring backend (skipped when io_uring is unavailable) and on psync; the
  * fault and crash cases run on the faulty backend wrapping each. Page contents are a function of
@@ -95,6 +97,15 @@ struct model {
 
 static uint64_t g_tag = 1;
 
+/* Fill a writable page as LEAF with a fresh tag, recorded in m (no asserts: fibers use it). */
+static void page_fill(struct model *m, void *d, uint64_t pgno)
+{
+  struct layout_page_hdr h = {.type = LAYOUT_PAGE_LEAF, .count = 7, .flags = 3, .aux = 99};
+  pg_page_set_hdr(d, &h);
+  m->tag[pgno] = g_tag++;
+  body_fill(d, pgno, m->tag[pgno]);
+}
+
 /* Allocate a page, fill it as LEAF with a fresh tag, unpin; record it in m. */
 static uint64_t page_new(struct pg *p, struct model *m)
 {
@@ -104,11 +115,7 @@ static uint64_t page_new(struct pg *p, struct model *m)
   assert_int_equal(pg_alloc(p, &pgno, &fr, &d), JDB_OK);
   assert_true(pgno >= 2 && pgno < MODEL_MAX);
   assert_int_equal(m->tag[pgno], 0);
-  struct layout_page_hdr h = {.type = LAYOUT_PAGE_LEAF, .count = 7, .flags = 3, .aux = 99};
-  pg_page_set_hdr(d, &h);
-  uint64_t tag = g_tag++;
-  body_fill(d, pgno, tag);
-  m->tag[pgno] = tag;
+  page_fill(m, d, pgno);
   pg_unpin(p, fr);
   return pgno;
 }
@@ -516,6 +523,8 @@ static void test_eviction(void **state)
   fs_ctx_destroy(ctx);
 }
 
+/* A budget full of dirty pages: unpinned ones with a complete header are spilled to make room;
+   pinned ones, and ones whose header the commit would refuse, never are. */
 static void test_dirty_budget(void **state)
 {
   struct fs_ctx *ctx = ctx_new(state);
@@ -525,8 +534,14 @@ static void test_dirty_budget(void **state)
   struct model *m = model_new();
   struct pg *p = open_ok(ctx, path, 16);
   build_pages(p, m, 20, 10);
-  for (int i = 0; i < 16; i++)
-    page_new(p, m);
+  /* Every frame dirty and pinned: nothing to spill. */
+  struct pg_frame *held[16];
+  uint64_t hp[16];
+  void *hd[16];
+  for (int i = 0; i < 16; i++) {
+    assert_int_equal(pg_alloc(p, &hp[i], &held[i], &hd[i]), JDB_OK);
+    page_fill(m, hd[i], hp[i]);
+  }
   uint64_t pgno;
   struct pg_frame *fr;
   void *wd;
@@ -536,6 +551,37 @@ static void test_dirty_budget(void **state)
   struct pg_stats st;
   pg_stats_get(p, &st);
   assert_int_equal(st.dirty, 16);
+  assert_int_equal(st.spills, 0);
+  /* Unpinned with a header the commit would refuse (type 0): still not spilled. */
+  for (int i = 0; i < 16; i++) {
+    memset(hd[i], 0, BODY);
+    pg_unpin(p, held[i]);
+  }
+  assert_int_equal(pg_alloc(p, &pgno, &fr, &wd), JDB_ENOMEM);
+  assert_int_equal(pg_pin(p, 2, LAYOUT_PAGE_LEAF, &fr, &d), JDB_ENOMEM);
+  pg_stats_get(p, &st);
+  assert_int_equal(st.spills, 0);
+  struct layout_super bad = next_of(m);
+  assert_int_equal(pg_commit(p, &bad), JDB_EINVAL);
+  /* Headers complete: the next pin spills a batch (all 16: max(32, 16 / 8) capped by the
+     frames) and reads page 2 into one of the frames. */
+  for (int i = 0; i < 16; i++) {
+    assert_int_equal(pg_pin(p, hp[i], 0, &held[i], &d), JDB_OK);
+    assert_int_equal(pg_page_writable(p, held[i], &hd[i]), JDB_OK);
+    page_fill(m, hd[i], hp[i]);
+    pg_unpin(p, held[i]);
+  }
+  assert_int_equal(pg_pin(p, 2, LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
+  assert_true(body_check(d, 2, m->tag[2]));
+  pg_unpin(p, fr);
+  pg_stats_get(p, &st);
+  assert_int_equal(st.spills, 1);
+  assert_int_equal(st.spilled_pages, 16);
+  assert_int_equal(st.dirty, 0);
+  assert_int_equal(pg_check(p), JDB_OK);
+  /* And an allocation evicts a spilled page now. */
+  page_new(p, m);
+  assert_int_equal(pg_check(p), JDB_OK);
   commit_ok(p, m);                  /* dirty frames become clean and evictable */
   page_new(p, m);
   assert_int_equal(pg_pin(p, 2, LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
@@ -671,10 +717,7 @@ static void fib_commit(void *arg)
     c->rc = pg_alloc(c->p, &pgno, &fr, &d);
     if (c->rc)
       return;
-    struct layout_page_hdr h = {.type = LAYOUT_PAGE_LEAF, .count = 7, .flags = 3, .aux = 99};
-    pg_page_set_hdr(d, &h);
-    c->m->tag[pgno] = g_tag++;
-    body_fill(d, pgno, c->m->tag[pgno]);
+    page_fill(c->m, d, pgno);
     pg_unpin(c->p, fr);
   }
   c->m->seq++;
@@ -1379,6 +1422,671 @@ static void test_steady_state(void **state)
   fs_ctx_destroy(ctx);
 }
 
+
+/* ------------------------------------------------------------------------------------------- */
+/* Spills */
+
+/* Reopen with this budget: the state is m, the free list holds only pages m does not use. */
+static void reopen_check(struct fs_ctx *ctx, const char *path, uint32_t frames,
+                         const struct model *m)
+{
+  struct pg *p = open_ok(ctx, path, frames);
+  verify(p, m);
+  verify_free_list(p, m);
+  pg_close(p);
+}
+
+static void pin_check(struct pg *p, const struct model *m, uint64_t pgno)
+{
+  struct pg_frame *fr = NULL;
+  const void *d = NULL;
+  int rc = pg_pin(p, pgno, LAYOUT_PAGE_LEAF, &fr, &d);
+  if (rc)
+    fprintf(stderr, "pin %llu: %s\n", (unsigned long long)pgno, jdb_strerror(rc));
+  assert_int_equal(rc, JDB_OK);
+  assert_true(body_check(d, pgno, m->tag[pgno]));
+  pg_unpin(p, fr);
+}
+
+/* Pin a page of the state being built and give it new contents (pg_page_writable). */
+static void page_rewrite(struct pg *p, struct model *m, uint64_t pgno)
+{
+  struct pg_frame *fr = NULL;
+  const void *d = NULL;
+  void *w = NULL;
+  assert_int_equal(pg_pin(p, pgno, LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
+  assert_int_equal(pg_page_writable(p, fr, &w), JDB_OK);
+  assert_ptr_equal(w, d);
+  page_fill(m, w, pgno);
+  pg_unpin(p, fr);
+}
+
+/* A run of ten times the frame budget: pages spill, come back (some re-read from disk), are
+   re-dirtied and freed in each state (dirty, spilled and resident, spilled and evicted); the
+   commit writes the rest and everything reads back after a reopen. */
+static void test_spill_large_run(void **state)
+{
+  struct fs_ctx *ctx = ctx_new(state);
+  const char *dir = tutil_tmpdir("pg_spill");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *m = model_new();
+  enum { FRAMES = 64, BASE = 30, RUN = 640 };
+  struct pg *p = open_ok(ctx, path, FRAMES);
+  build_pages(p, m, BASE, BASE);    /* pages 2 .. 31, committed */
+  uint64_t base_pc = pg_super(p)->page_count;
+  struct pg_stats st0, st;
+  pg_stats_get(p, &st0);
+
+  static uint64_t run[RUN];
+  for (int i = 0; i < RUN; i++) {
+    run[i] = page_new(p, m);
+    pg_stats_get(p, &st);
+    assert_true(st.dirty <= FRAMES);
+  }
+  pg_stats_get(p, &st);
+  print_message("  %d pages through %d frames: %llu spills, %llu pages spilled\n", RUN, FRAMES,
+                (unsigned long long)st.spills, (unsigned long long)st.spilled_pages);
+  assert_true(st.spills >= (RUN - FRAMES) / 32);
+  assert_true(st.spilled_pages >= RUN - FRAMES);
+  assert_true(st.writes - st0.writes >= st.spilled_pages);
+  assert_int_equal(st.commits, st0.commits);
+  assert_int_equal(pg_super(p)->page_count, base_pc);   /* nothing committed yet */
+  assert_int_equal(pg_check(p), JDB_OK);
+
+  /* Every page reads back, the first ones from disk; the committed ones too. */
+  uint64_t reads0 = st.reads;
+  for (int i = 0; i < RUN; i++)
+    pin_check(p, m, run[i]);
+  for (uint64_t i = 2; i < 2 + BASE; i++)
+    pin_check(p, m, i);
+  pg_stats_get(p, &st);
+  assert_true(st.reads - reads0 >= RUN - FRAMES);
+  assert_int_equal(pg_check(p), JDB_OK);
+
+  /* Re-dirty a spilled page that was evicted and one that is resident. */
+  uint64_t evicted = run[0], resident = run[100];
+  assert_null(pg_peek(p, evicted));
+  assert_null(pg_peek(p, resident));
+  pin_check(p, m, resident);        /* read back: spilled and resident now */
+  assert_non_null(pg_peek(p, resident));
+  pg_stats_get(p, &st0);
+  page_rewrite(p, m, evicted);
+  page_rewrite(p, m, resident);
+  pg_stats_get(p, &st);
+  assert_int_equal(st.dirty, st0.dirty + 2);
+  assert_int_equal(pg_check(p), JDB_OK);
+  /* A committed page is not writable. */
+  struct pg_frame *fr;
+  const void *d;
+  void *w;
+  assert_int_equal(pg_pin(p, 5, LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
+  assert_int_equal(pg_page_writable(p, fr, &w), JDB_EINVAL);
+  pg_unpin(p, fr);
+
+  /* Free: spilled and evicted, spilled and resident (pinned, and not), dirty, committed. */
+  uint64_t nfreed = 0, freed_evicted = 0, freed_resident = 0;
+  for (int i = 1; i < RUN - 1; i += 5) {
+    uint64_t pg = run[i];
+    if (pg_peek(p, pg))
+      freed_resident++;
+    else
+      freed_evicted++;
+    page_drop(p, m, pg);
+    nfreed++;
+  }
+  assert_true(freed_evicted > 0);
+  assert_true(freed_resident > 0);
+  assert_int_equal(pg_pin(p, run[RUN - 3], LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
+  page_drop(p, m, run[RUN - 3]);    /* pinned: dropped at the unpin */
+  nfreed++;
+  assert_int_equal(pg_check(p), JDB_OK);
+  pg_unpin(p, fr);
+  uint64_t fresh = page_new(p, m);
+  assert_int_equal(fresh, run[RUN - 3]);   /* reusable at once (the last freed) */
+  page_drop(p, m, fresh);
+  page_drop(p, m, evicted);         /* dirty again, then freed */
+  nfreed++;
+  for (uint64_t i = 2; i < 6; i++)
+    page_drop(p, m, i);             /* committed: pending */
+  pg_stats_get(p, &st);
+  assert_int_equal(st.free_pages, nfreed);
+  assert_int_equal(st.pending_free_pages, 4);
+  assert_int_equal(pg_check(p), JDB_OK);
+
+  /* The freed pages come back before the file grows. */
+  uint64_t pc = st.page_count;
+  for (int i = 0; i < 10; i++)
+    page_new(p, m);
+  pg_stats_get(p, &st);
+  assert_int_equal(st.page_count, pc);
+  assert_int_equal(st.free_pages, nfreed - 10);
+
+  commit_ok(p, m);
+  pg_stats_get(p, &st);
+  assert_int_equal(st.dirty, 0);
+  assert_int_equal(pg_check(p), JDB_OK);
+  verify(p, m);
+  pg_close(p);
+
+  reopen_check(ctx, path, 16, m);
+  /* A second run after the reopen (spilling into the reused free pages) commits too. */
+  p = open_ok(ctx, path, 16);
+  for (int i = 0; i < 200; i++)
+    page_new(p, m);
+  commit_ok(p, m);
+  pg_close(p);
+  p = open_ok(ctx, path, 32);
+  verify(p, m);
+  pg_close(p);
+  free(m);
+  fs_ctx_destroy(ctx);
+}
+
+/* Spills then a crash (or a close) before the commit: the previous state exactly, whatever
+   the crash keeps of the spilled writes; the next state reuses those pages. */
+static void test_spill_crash(void **state)
+{
+  const char *dir = tutil_tmpdir("pg_spcrash");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  static const unsigned policies[] = {0, FS_CRASH_DROP, FS_CRASH_KEEP, FS_CRASH_TEAR,
+                                      FS_CRASH_RANDOM};
+  for (size_t pi = 0; pi < sizeof policies / sizeof policies[0]; pi++) {
+    struct fs_ctx *ctx = fctx_new(state, tutil_seed() + pi);
+    unlink(path);
+    struct model *a = model_new(), *b = model_new();
+    struct pg *p = open_ok(ctx, path, 32);
+    build_pages(p, a, 120, 30);
+    for (uint64_t i = 2; i < 60; i++)
+      page_drop(p, a, i);           /* free pages the run below reuses */
+    commit_ok(p, a);
+    pg_close(p);
+    p = open_ok(ctx, path, 32);
+    uint64_t gen = pg_super(p)->generation;
+    memcpy(b, a, sizeof *a);
+    for (int i = 0; i < 300; i++)
+      page_new(p, b);
+    for (uint64_t i = 60; i < 80; i++)
+      page_drop(p, b, i);
+    struct pg_stats st;
+    pg_stats_get(p, &st);
+    assert_true(st.spilled_pages >= 300 - 32);
+    assert_true(st.page_count > pg_super(p)->page_count);
+    if (policies[pi]) {
+      assert_true(fs_faulty_unsynced(ctx) > 0);
+      fs_faulty_crash(ctx, policies[pi]);
+      fs_faulty_revive(ctx);
+    }
+    pg_close(p);
+
+    p = open_ok(ctx, path, 32);
+    assert_int_equal(pg_super(p)->generation, gen);
+    verify(p, a);
+    verify_free_list(p, a);
+    pg_close(p);
+    /* The next state spills over the same pages and commits. */
+    p = open_ok(ctx, path, 32);
+    memcpy(b, a, sizeof *a);
+    for (int i = 0; i < 300; i++)
+      page_new(p, b);
+    commit_ok(p, b);
+    pg_close(p);
+    reopen_check(ctx, path, 32, b);
+    free(a);
+    free(b);
+    fs_ctx_destroy(ctx);
+  }
+}
+
+/* A power cut at each I/O of a spill: the allocation fails, the previous state reopens. */
+static void test_spill_crash_every_io(void **state)
+{
+  const char *dir = tutil_tmpdir("pg_spcio");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *a = model_new(), *b = model_new();
+  for (uint64_t n = 1; n <= 20; n++) {
+    struct fs_ctx *ctx = fctx_new(state, tutil_seed() * 7 + n);
+    unlink(path);
+    memset(a, 0, sizeof *a);
+    struct pg *p = open_ok(ctx, path, 16);
+    build_pages(p, a, 40, 14);
+    memcpy(b, a, sizeof *a);
+    for (int i = 0; i < 16; i++)
+      page_new(p, b);               /* the budget full of dirty pages */
+    struct fs_fault_rule r = {.kind = FS_FAULT_CRASH, .targets = FS_FT_DATA, .at = n,
+                              .crash_policy = n % 2 ? FS_CRASH_RANDOM : FS_CRASH_KEEP};
+    assert_int_equal(fs_faulty_add_rule(ctx, &r), JDB_OK);
+    int rc = JDB_OK;
+    uint64_t pgno;
+    struct pg_frame *fr;
+    void *wd;
+    for (int i = 0; i < 40 && rc == JDB_OK; i++) {
+      rc = pg_alloc(p, &pgno, &fr, &wd);
+      if (rc == JDB_OK) {
+        struct layout_page_hdr h = {.type = LAYOUT_PAGE_LEAF};
+        pg_page_set_hdr(wd, &h);
+        pg_unpin(p, fr);
+      }
+    }
+    assert_int_equal(rc, JDB_EIO);
+    fs_faulty_revive(ctx);
+    fs_faulty_clear_rules(ctx);
+    assert_int_equal(commit(p, b), JDB_EIO);
+    assert_int_equal(pg_check(p), JDB_OK);
+    pg_close(p);
+    reopen_check(ctx, path, 16, a);
+    fs_ctx_destroy(ctx);
+  }
+  free(a);
+  free(b);
+}
+
+/* A page whose generation is the one being built is accepted only if this state spilled it;
+   a spilled page whose disk copy is of another generation (a lost write) is corrupt too. */
+static void test_spill_generation_check(void **state)
+{
+  struct fs_ctx *ctx = ctx_new(state);
+  const char *dir = tutil_tmpdir("pg_spgen");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *m = model_new();
+  struct pg *p = open_ok(ctx, path, 16);
+  build_pages(p, m, 40, 14);
+  for (uint64_t i = 10; i < 20; i++)
+    page_drop(p, m, i);
+  commit_ok(p, m);
+  uint64_t gen = pg_super(p)->generation;
+  pg_close(p);
+
+  /* By hand: a well-sealed LEAF at free page 12 with generation gen + 1. */
+  uint8_t page[PAGE];
+  memset(page, 0, sizeof page);
+  body_fill(page, 12, 4242);
+  struct layout_page_hdr h = {.type = LAYOUT_PAGE_LEAF, .pgno = 12, .generation = gen + 1};
+  layout_page_seal(page, PAGE, &h);
+  plain_pwrite(path, page, PAGE, 12 * PAGE);
+  p = open_ok(ctx, path, 16);
+  pin_expect(p, 12, LAYOUT_PAGE_LEAF, JDB_ECORRUPT);
+  pin_expect(p, 12, 0, JDB_ECORRUPT);
+  /* The same page with generation gen passes (a stale free page, as any). */
+  h.generation = gen;
+  layout_page_seal(page, PAGE, &h);
+  plain_pwrite(path, page, PAGE, 12 * PAGE);
+  pin_expect(p, 12, LAYOUT_PAGE_LEAF, JDB_OK);
+  pg_close(p);
+  /* Still corrupt while a state is being built that spilled other pages. */
+  h.generation = gen + 1;
+  layout_page_seal(page, PAGE, &h);
+  plain_pwrite(path, page, PAGE, 12 * PAGE);
+  p = open_ok(ctx, path, 16);
+  static uint64_t run[64];
+  for (int i = 0; i < 64; i++)
+    run[i] = page_new(p, m);
+  struct pg_stats st;
+  pg_stats_get(p, &st);
+  assert_true(st.spills > 0);
+  /* (page 12 was reused by the run: it is first on the free list) */
+  assert_int_equal(run[0], 10);
+  assert_int_equal(run[2], 12);
+  pin_check(p, m, 12);              /* this state's page 12 reads back */
+  for (int i = 0; i < 64; i++)
+    pin_check(p, m, run[i]);
+  /* A spilled, evicted page whose disk copy is replaced by an older sealed one: corrupt. */
+  uint64_t x = run[5];
+  for (int i = 40; i < 64; i++)
+    pin_check(p, m, run[i]);        /* push x out of the 16 frames */
+  assert_null(pg_peek(p, x));
+  uint8_t disk[PAGE], old[PAGE];
+  plain_pread(path, disk, PAGE, x * PAGE);
+  assert_int_equal(layout_page_open(disk, PAGE, x, &h), JDB_OK);
+  assert_int_equal(h.generation, gen + 1);
+  memcpy(old, disk, PAGE);
+  h.generation = gen;
+  layout_page_seal(old, PAGE, &h);
+  plain_pwrite(path, old, PAGE, x * PAGE);
+  pin_expect(p, x, LAYOUT_PAGE_LEAF, JDB_ECORRUPT);
+  plain_pwrite(path, disk, PAGE, x * PAGE);
+  pin_check(p, m, x);
+  /* Wrong type on a spilled page: checked like a committed page's. */
+  for (int i = 40; i < 64; i++)
+    pin_check(p, m, run[i]);
+  assert_null(pg_peek(p, x));
+  pin_expect(p, x, LAYOUT_PAGE_BRANCH, JDB_ECORRUPT);
+  pin_expect(p, x, LAYOUT_PAGE_LEAF, JDB_OK);
+  assert_int_equal(pg_check(p), JDB_OK);
+  commit_ok(p, m);
+  pg_close(p);
+  p = open_ok(ctx, path, 16);
+  verify(p, m);
+  pg_close(p);
+  free(m);
+  fs_ctx_destroy(ctx);
+}
+
+/* EIO (and ENOSPC) on a spill write, from pg_alloc and from a reader's pg_pin: that call fails,
+   the pg is poisoned like after a failed commit (allocations and commits JDB_EIO, committed
+   pages readable), and a reopen shows the previous state. */
+static void test_spill_io_error(void **state)
+{
+  const char *dir = tutil_tmpdir("pg_sperr");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *a = model_new(), *b = model_new();
+  for (int round = 0; round < 4; round++) {
+    int via_pin = round & 1;
+    unsigned kind = round < 2 ? FS_FAULT_EIO : FS_FAULT_ENOSPC;
+    struct fs_ctx *ctx = fctx_new(state, 40 + (uint64_t)round);
+    unlink(path);
+    memset(a, 0, sizeof *a);
+    struct pg *p = open_ok(ctx, path, 32);
+    build_pages(p, a, 60, 30);
+    pg_close(p);
+    p = open_ok(ctx, path, 32);
+    memcpy(b, a, sizeof *a);
+    for (int i = 0; i < 60; i++)
+      page_new(p, b);               /* a first spill succeeds */
+    struct pg_stats st;
+    pg_stats_get(p, &st);
+    assert_true(st.spills >= 1);
+    for (uint64_t i = 0; st.dirty < 32; i++) {
+      page_new(p, b);
+      pg_stats_get(p, &st);
+      assert_true(i < 64);
+    }
+    /* The 3rd write of the next spill fails. */
+    struct fs_fault_rule r = {.kind = kind, .targets = FS_FT_WRITE, .at = 3};
+    assert_int_equal(fs_faulty_add_rule(ctx, &r), JDB_OK);
+    int want = kind == FS_FAULT_EIO ? JDB_EIO : JDB_ENOSPC;
+    if (via_pin) {
+      pin_expect(p, 30, LAYOUT_PAGE_LEAF, want);
+    } else {
+      uint64_t pgno;
+      struct pg_frame *fr;
+      void *wd;
+      assert_int_equal(pg_alloc(p, &pgno, &fr, &wd), want);
+      assert_null(fr);
+    }
+    fs_faulty_clear_rules(ctx);
+    pg_stats_get(p, &st);
+    assert_int_equal(st.dirty, 0);
+    assert_int_equal(pg_check(p), JDB_OK);
+    uint64_t pgno;
+    struct pg_frame *fr;
+    void *wd;
+    assert_int_equal(pg_alloc(p, &pgno, &fr, &wd), JDB_EIO);
+    assert_int_equal(commit(p, b), JDB_EIO);
+    pg_free(p, 20);                 /* ignored */
+    verify(p, a);                   /* committed pages still served */
+    pg_close(p);
+    p = open_ok(ctx, path, 32);
+    verify(p, a);
+    verify_free_list(p, a);
+    for (int i = 0; i < 100; i++)
+      page_new(p, a);
+    commit_ok(p, a);
+    pg_close(p);
+    p = open_ok(ctx, path, 32);
+    verify(p, a);
+    pg_close(p);
+    fs_ctx_destroy(ctx);
+  }
+  free(a);
+  free(b);
+}
+
+/* A writer fiber building a run far over the budget while reader fibers pin committed pages:
+   readers need frames while a spill is in flight (they wait for it, or spill themselves), the
+   writer re-dirties and frees its own pages meanwhile; everything reads back after commit. */
+struct fib_run {
+  struct pg *p;
+  struct model *m;
+  uint64_t *run;
+  int n;
+  int rc;
+  int done;
+};
+
+static void fib_spill_writer(void *arg)
+{
+  struct fib_run *x = arg;
+  for (int i = 0; i < x->n; i++) {
+    uint64_t pgno;
+    struct pg_frame *fr;
+    void *d;
+    x->rc = pg_alloc(x->p, &pgno, &fr, &d);
+    if (x->rc)
+      break;
+    page_fill(x->m, d, pgno);
+    pg_unpin(x->p, fr);
+    x->run[i] = pgno;
+    if (i % 3 == 0)
+      coro_yield();
+    if (i >= 40 && i % 7 == 0) {
+      /* An older page of the run: pinned (maybe read back, maybe in a spill in flight),
+         rewritten; another one freed. */
+      uint64_t q = x->run[i - 40];
+      if (q) {
+        const void *cd;
+        x->rc = pg_pin(x->p, q, LAYOUT_PAGE_LEAF, &fr, &cd);
+        if (x->rc)
+          break;
+        void *w;
+        x->rc = pg_page_writable(x->p, fr, &w);
+        if (x->rc)
+          break;
+        page_fill(x->m, w, q);
+        pg_unpin(x->p, fr);
+      }
+      uint64_t z = x->run[i - 13];
+      if (z) {
+        pg_free(x->p, z);
+        x->m->tag[z] = 0;
+        for (int j = 0; j <= i; j++)
+          if (x->run[j] == z)
+            x->run[j] = 0;
+      }
+    }
+  }
+  x->done = 1;
+}
+
+static void test_spill_fibers(void **state)
+{
+  struct fs_ctx *ctx = ctx_new(state);
+  const char *dir = tutil_tmpdir("pg_spfib");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *m = model_new(), *snap = model_new();
+  struct pg *p = open_ok(ctx, path, 64);
+  build_pages(p, m, 200, 60);
+  pg_close(p);
+  memcpy(snap, m, sizeof *m);
+  p = open_ok(ctx, path, 32);
+  struct coro_sched *s = NULL;
+  assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
+  enum { N = 700, R = 8 };
+  static uint64_t run[N];
+  memset(run, 0, sizeof run);
+  struct fib_run w = {.p = p, .m = m, .run = run, .n = N};
+  assert_int_equal(coro_spawn(s, fib_spill_writer, &w, NULL), JDB_OK);
+  struct fib y[R];
+  for (int i = 0; i < R; i++) {
+    y[i] = (struct fib){.p = p, .m = snap, .pgno = 200, .seed = tutil_seed() + 13 * (uint64_t)i,
+                        .iters = 300};
+    assert_int_equal(coro_spawn(s, fib_pin_random, &y[i], NULL), JDB_OK);
+  }
+  assert_int_equal(fs_loop_run(ctx, s), JDB_OK);
+  coro_sched_destroy(s);
+  assert_int_equal(w.done, 1);
+  assert_int_equal(w.rc, JDB_OK);
+  for (int i = 0; i < R; i++) {
+    assert_int_equal(y[i].rc, JDB_OK);
+    assert_int_equal(y[i].bad, 0);
+  }
+  struct pg_stats st;
+  pg_stats_get(p, &st);
+  print_message("  %s: %llu spills while readers ran\n", fs_ctx_backend_name(ctx),
+                (unsigned long long)st.spills);
+  assert_true(st.spills > 0);
+  assert_int_equal(st.pinned, 0);
+  assert_int_equal(pg_check(p), JDB_OK);
+  for (int i = 0; i < N; i++)
+    if (run[i])
+      pin_check(p, m, run[i]);
+  commit_ok(p, m);
+  pg_close(p);
+  reopen_check(ctx, path, 32, m);
+  free(m);
+  free(snap);
+  fs_ctx_destroy(ctx);
+}
+
+
+/* While a reader's spill is in flight (the reader parked in it): the writer frees a page of the
+   batch, re-dirties another (waiting for the batch), a second reader needing a frame waits for
+   the batch, and a commit waits for it too. Every outcome is checked whether or not a backend
+   completes the batch before the other fibers run. */
+struct fib_inflight {
+  struct pg *p;
+  struct model *m;
+  const uint64_t *d;
+  int rc;
+  int done;
+};
+
+static void fib_writer_inflight(void *arg)
+{
+  struct fib_inflight *x = arg;
+  pg_free(x->p, x->d[3]);
+  x->m->tag[x->d[3]] = 0;
+  struct pg_frame *fr;
+  const void *cd;
+  void *w;
+  x->rc = pg_pin(x->p, x->d[5], LAYOUT_PAGE_LEAF, &fr, &cd);
+  if (x->rc)
+    return;
+  x->rc = pg_page_writable(x->p, fr, &w);
+  if (x->rc)
+    return;
+  page_fill(x->m, w, x->d[5]);
+  pg_unpin(x->p, fr);
+  x->done = 1;
+}
+
+static void fib_commit_only(void *arg)
+{
+  struct fib_inflight *x = arg;
+  x->rc = commit(x->p, x->m);
+  x->done = 1;
+}
+
+static void fib_free_realloc(void *arg)
+{
+  struct fib_inflight *x = arg;
+  uint64_t victim = x->d[0], pgno;
+  pg_free(x->p, victim);
+  x->m->tag[victim] = 0;
+  struct pg_frame *fr;
+  void *w;
+  x->rc = pg_alloc(x->p, &pgno, &fr, &w);
+  if (x->rc)
+    return;
+  x->done = pgno == victim;
+  page_fill(x->m, w, pgno);
+  pg_unpin(x->p, fr);
+}
+
+static void test_spill_inflight(void **state)
+{
+  struct fs_ctx *ctx = ctx_new(state);
+  const char *dir = tutil_tmpdir("pg_spfly");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *m = model_new();
+  struct pg *p = open_ok(ctx, path, 16);
+  build_pages(p, m, 40, 14);
+  pg_close(p);
+  p = open_ok(ctx, path, 16);
+  uint64_t d[16];
+  for (int i = 0; i < 16; i++)
+    d[i] = page_new(p, m);          /* every frame dirty */
+
+  struct coro_sched *s = NULL;
+  assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
+  struct fib r1 = {.p = p, .m = m, .pgno = 30}, r2 = {.p = p, .m = m, .pgno = 31};
+  struct fib_inflight w = {.p = p, .m = m, .d = d};
+  assert_int_equal(coro_spawn(s, fib_pin_one, &r1, NULL), JDB_OK);   /* spills, parks */
+  assert_int_equal(coro_spawn(s, fib_writer_inflight, &w, NULL), JDB_OK);
+  assert_int_equal(coro_spawn(s, fib_pin_one, &r2, NULL), JDB_OK);
+  assert_int_equal(fs_loop_run(ctx, s), JDB_OK);
+  assert_int_equal(r1.rc, JDB_OK);
+  assert_int_equal(r1.bad, 0);
+  assert_int_equal(r2.rc, JDB_OK);
+  assert_int_equal(r2.bad, 0);
+  assert_int_equal(w.rc, JDB_OK);
+  assert_int_equal(w.done, 1);
+  struct pg_stats st;
+  pg_stats_get(p, &st);
+  assert_int_equal(st.spills, 1);
+  assert_int_equal(st.spilled_pages, 16);
+  assert_int_equal(st.dirty, 1);    /* d[5], dirty again */
+  assert_int_equal(st.free_pages, 1);   /* d[3] */
+  assert_int_equal(st.pinned, 0);
+  assert_int_equal(pg_check(p), JDB_OK);
+  for (int i = 0; i < 16; i++)
+    if (i != 3)
+      pin_check(p, m, d[i]);
+
+  /* A commit waits for a spill in flight. */
+  for (;;) {
+    pg_stats_get(p, &st);
+    if (st.dirty == 16)
+      break;
+    page_new(p, m);
+  }
+  struct fib r3 = {.p = p, .m = m, .pgno = 32};
+  struct fib_inflight c = {.p = p, .m = m};
+  assert_int_equal(coro_spawn(s, fib_pin_one, &r3, NULL), JDB_OK);
+  assert_int_equal(coro_spawn(s, fib_commit_only, &c, NULL), JDB_OK);
+  assert_int_equal(fs_loop_run(ctx, s), JDB_OK);
+  coro_sched_destroy(s);
+  assert_int_equal(r3.rc, JDB_OK);
+  assert_int_equal(r3.bad, 0);
+  assert_int_equal(c.rc, JDB_OK);
+  pg_stats_get(p, &st);
+  assert_int_equal(st.spills, 2);
+  assert_int_equal(st.dirty, 0);
+  assert_int_equal(pg_check(p), JDB_OK);
+  verify(p, m);
+
+  /* A reader loading a spilled page while the writer frees it and allocates it again (outside
+     the contract: nobody may read a page the state being built dropped): the read fails
+     verification, the allocation waits for it and gets the page. */
+  uint64_t run[40];
+  for (int i = 0; i < 40; i++)
+    run[i] = page_new(p, m);
+  assert_null(pg_peek(p, run[0]));
+  struct fib r4 = {.p = p, .m = m, .pgno = run[0]};
+  struct fib_inflight a = {.p = p, .m = m, .d = run};
+  assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
+  assert_int_equal(coro_spawn(s, fib_pin_one, &r4, NULL), JDB_OK);
+  assert_int_equal(coro_spawn(s, fib_free_realloc, &a, NULL), JDB_OK);
+  assert_int_equal(fs_loop_run(ctx, s), JDB_OK);
+  coro_sched_destroy(s);
+  assert_int_equal(r4.rc, JDB_ECORRUPT);
+  assert_int_equal(a.rc, JDB_OK);
+  assert_int_equal(a.done, 1);
+  assert_int_equal(pg_check(p), JDB_OK);
+  commit_ok(p, m);
+  verify(p, m);
+  pg_close(p);
+  reopen_check(ctx, path, 16, m);
+  free(m);
+  fs_ctx_destroy(ctx);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 
 #define BOTH(fn) \
@@ -1412,6 +2120,13 @@ int main(void)
     BOTH(test_free_reuse_rules),
     BOTH(test_free_list_reopen),
     BOTH(test_steady_state),
+    BOTH(test_spill_large_run),
+    BOTH(test_spill_crash),
+    BOTH(test_spill_crash_every_io),
+    BOTH(test_spill_generation_check),
+    BOTH(test_spill_io_error),
+    BOTH(test_spill_fibers),
+    BOTH(test_spill_inflight),
   };
   return cmocka_run_group_tests_name("page", tests, NULL, NULL);
 }
