@@ -120,8 +120,9 @@ void bt_set_root(struct bt *t, uint64_t root);
    split, merged with or balanced against a sibling when they fall under a quarter full, and the
    tree grows or shrinks in height. On success bt_root() is the new root. Errors leave the tree
    and pg as they were (pages allocated by the call are handed back): JDB_EINVAL (unsorted run,
-   bad key or value length, unknown op or kind), JDB_ECORRUPT, JDB_EIO, JDB_ENOMEM (frames: every
-   page the run dirties stays in pg's budget until pg_commit), JDB_EBUSY (pg commit in progress).
+   bad key or value length, unknown op or kind), JDB_ECORRUPT, JDB_EIO, JDB_ENOMEM (memory, or
+   every frame pinned: pg spills the run's finished pages when its budget fills), JDB_EBUSY (pg
+   commit in progress).
    st may be NULL. */
 int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_stats *st);
 

@@ -84,6 +84,8 @@ struct bt {
   void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen);
   void *pruned_ud;
   struct bt_u64s pv;                     /* pruned VREF entries: position, length pairs */
+  uint32_t *ends[BT_HEIGHT_MAX];         /* per branch level: ops per child (bt_ax_node) */
+  uint64_t *pfs[BT_HEIGHT_MAX];          /* per branch level: children to prefetch */
 };
 
 #define BT_CHUNK (64u << 10)
@@ -288,6 +290,10 @@ void bt_close(struct bt *t)
   mem_free(t->allocd.v);
   mem_free(t->dfree.v);
   mem_free(t->pv.v);
+  for (size_t i = 0; i < BT_HEIGHT_MAX; i++) {
+    mem_free(t->ends[i]);
+    mem_free(t->pfs[i]);
+  }
   mem_free(t->fresh);
   mem_free(t);
 }
@@ -1073,6 +1079,42 @@ static int bt_ax_node(struct bt_ax *ax, uint64_t pgno, uint32_t level, const str
   struct bt_vec *kids = &t->lv[level - 1];
   kids->n = 0;
   uint32_t nc = bt_br_n(page);
+  /* First pass: how many ops fall to each child (end[i]), and the reads of the children with
+     ops started ahead of the descent (pg_prefetch), so a run over a tree larger than the page
+     cache does not wait for its leaves one at a time. */
+  JDB_ASSERT(nc <= BT_BR_CHILDREN_MAX);
+  if (!t->ends[level]) {
+    t->ends[level] = mem_malloc(BT_BR_CHILDREN_MAX * sizeof(uint32_t));
+    t->pfs[level] = mem_malloc(BT_BR_CHILDREN_MAX * sizeof(uint64_t));
+    if (!t->ends[level] || !t->pfs[level]) {
+      pg_unpin(t->pg, fr);
+      return JDB_ENOMEM;
+    }
+  }
+  uint32_t *end = t->ends[level];
+  uint64_t *pf = t->pfs[level];
+  size_t npf = 0;
+  {
+    size_t e = 0;
+    uint64_t c = bt_br_child0(page);
+    struct bt_item hi = {0};
+    for (uint32_t i = 0; i < nc; i++) {
+      size_t b = e;
+      if (i + 1 == nc) {
+        e = n;
+      } else {
+        bt_br_sep(page, i + 1, &hi.key, &hi.klen, &hi.seq, &hi.v64);
+        while (e < n && bt_cmp(ops[e].key, ops[e].klen, ops[e].seq, hi.key, hi.klen, hi.seq) < 0)
+          e++;
+      }
+      end[i] = (uint32_t)(e - b);
+      if (e > b)
+        pf[npf++] = c;
+      c = hi.v64;
+    }
+  }
+  if (npf > 1)
+    pg_prefetch(t->pg, pf, npf);
   size_t j = 0;
   uint32_t first_changed = UINT32_MAX;
   struct bt_item lo = *bound;
@@ -1086,12 +1128,7 @@ static int bt_ax_node(struct bt_ax *ax, uint64_t pgno, uint32_t level, const str
       child = lo.v64;
     if (i + 1 < nc)
       bt_br_sep(page, i + 1, &hi.key, &hi.klen, &hi.seq, &hi.v64);
-    size_t e = j;
-    if (i + 1 == nc)
-      e = n;
-    else
-      while (e < n && bt_cmp(ops[e].key, ops[e].klen, ops[e].seq, hi.key, hi.klen, hi.seq) < 0)
-        e++;
+    size_t e = j + end[i];
     if (e == j) {
       struct bt_item it = {.key = lo.key, .klen = lo.klen, .seq = lo.seq, .v64 = child};
       rc = bt_vec_push(kids, &it);

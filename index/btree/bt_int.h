@@ -199,6 +199,8 @@ void bt_leaf_item(const struct bt_leaf *l, uint32_t i, uint8_t *kbuf, struct bt_
 uint32_t bt_leaf_lower(const struct bt_leaf *l, const uint8_t *key, uint32_t klen, uint64_t seq);
 
 /* ---- branch access (page already verified) ---- */
+/* Most children a verified branch can have (every slot takes BT_LSLOT bytes of the body). */
+#define BT_BR_CHILDREN_MAX (BT_USABLE / BT_LSLOT + 1u)
 static inline uint32_t bt_br_n(const uint8_t *page)
 {
   return le16_get(page + 8);

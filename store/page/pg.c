@@ -418,6 +418,27 @@ int pg_op_submit(struct pg *p, struct fs_op *op)
   return rc;
 }
 
+/* Frame f (taken, FREE) starts loading pgno with `pins` pins. On failure the frame is released. */
+static int pg_frame_read_start(struct pg *p, struct pg_frame *f, uint64_t pgno, uint32_t pins)
+{
+  f->pgno = pgno;
+  f->state = PG_FRAME_LOADING;
+  f->pins = pins;
+  p->refs[f->idx] = 1;
+  pg_hash_insert(p, f);
+  fs_op_prep_read(&f->op, p->file, f->data, PG_PAGE, pgno * PG_PAGE);
+  f->op.fixed_buf = pg_frame_fixed(p, f);
+  f->op.done = pg_frame_read_done;
+  f->op.udata = f;
+  int rc = pg_op_submit(p, &f->op);
+  if (rc) {
+    pg_frame_release(p, f);
+    return rc;
+  }
+  p->stats.reads++;
+  return JDB_OK;
+}
+
 int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
            const void **data)
 {
@@ -455,21 +476,9 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
       return rc;
   } else {
     p->stats.misses++;
-    f->pgno = pgno;
-    f->state = PG_FRAME_LOADING;
-    f->pins = 1;
-    p->refs[f->idx] = 1;
-    pg_hash_insert(p, f);
-    fs_op_prep_read(&f->op, p->file, f->data, PG_PAGE, pgno * PG_PAGE);
-    f->op.fixed_buf = pg_frame_fixed(p, f);
-    f->op.done = pg_frame_read_done;
-    f->op.udata = f;
-    rc = pg_op_submit(p, &f->op);
-    if (rc) {
-      pg_frame_release(p, f);
+    rc = pg_frame_read_start(p, f, pgno, 1);
+    if (rc)
       return rc;
-    }
-    p->stats.reads++;
     rc = pg_frame_wait(p, f);
     if (rc)
       return rc;
@@ -486,6 +495,26 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
   *fr = f;
   *data = f->data;
   return JDB_OK;
+}
+
+size_t pg_prefetch(struct pg *p, const uint64_t *pgnos, size_t n)
+{
+  size_t issued = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t pgno = pgnos[i];
+    if (pgno < 2 || pgno >= p->page_count || pg_hash_find(p, pgno))
+      continue;
+    struct pg_frame *f = pg_frame_take(p);   /* a free or clean frame: no I/O, no parking */
+    if (!f)
+      break;
+    if (pg_frame_read_start(p, f, pgno, 0))
+      break;
+    p->stats.prefetches++;
+    issued++;
+  }
+  if (issued)
+    fs_flush(p->ctx);
+  return issued;
 }
 
 void pg_unpin(struct pg *p, struct pg_frame *f)

@@ -127,6 +127,14 @@ void pg_unpin(struct pg *p, struct pg_frame *fr);
    page's CLOCK reference bit and counts a hit. The page was verified when it was loaded; the
    caller checks its type. */
 const void *pg_peek(struct pg *p, uint64_t pgno);
+/* Start reading pages that will be pinned soon (a writer walking a tree, a cursor's next
+   leaves): for each pgno that is in range and not in memory, take a free or clean frame (never
+   spilling, never waiting) and submit its read; then flush the submissions once. Nothing is
+   pinned: the page becomes RESIDENT (and evictable) when the read completes, which happens while
+   someone polls the ctx (a pin waiting for a page, the reactor). A failed or damaged read just
+   releases the frame; the later pg_pin reads again and reports the error. Stops at the first
+   pgno no frame is available for. Returns how many reads were started. */
+size_t pg_prefetch(struct pg *p, const uint64_t *pgnos, size_t n);
 /* The page number a pinned frame holds. */
 uint64_t pg_frame_pgno(const struct pg_frame *fr);
 
@@ -179,6 +187,7 @@ void pg_reclaim(struct pg *p, uint64_t oldest_reader_generation);
 
 struct pg_stats {
   uint64_t hits, misses, reads, writes, evictions, read_waits_joined;
+  uint64_t prefetches;      /* reads started by pg_prefetch (also counted in reads) */
   /* hits: pins that found the page resident or dirty; misses: pins that did not (each either
      issued a read, counted in reads, or joined one in flight, counted in read_waits_joined);
      writes: pages written by commits (data, free-list and superblock pages) and spills. */

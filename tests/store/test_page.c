@@ -2087,6 +2087,67 @@ static void test_spill_inflight(void **state)
   fs_ctx_destroy(ctx);
 }
 
+/* pg_prefetch: reads start without pins, pins then find the pages (hit, or joining the read in
+   flight), out-of-range and resident pages are skipped, a full budget stops the batch, and a
+   damaged page read ahead is reported by the pin, not by the prefetch. */
+static void test_prefetch(void **state)
+{
+  struct fs_ctx *ctx = ctx_new(state);
+  const char *dir = tutil_tmpdir("pg_prefetch");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *m = model_new();
+  struct pg *p = open_ok(ctx, path, 16);
+  build_pages(p, m, 60, 14);
+  pg_close(p);
+  /* damage page 40 on disk (a sector of its body zeroed) */
+  uint8_t zero[512] = {0};
+  plain_pwrite(path, zero, sizeof zero, 40 * PAGE + 1024);
+
+  p = open_ok(ctx, path, 16);
+  uint64_t want[8] = {2, 3, 4, 0, 1, 5, 999999, 6};
+  assert_int_equal(pg_prefetch(p, want, 8), 5);   /* 0, 1 and past the end skipped */
+  struct pg_stats st;
+  pg_stats_get(p, &st);
+  assert_int_equal(st.prefetches, 5);
+  assert_int_equal(st.pinned, 0);
+  for (uint64_t pg = 2; pg <= 6; pg++) {
+    struct pg_frame *fr;
+    const void *d;
+    assert_int_equal(pg_pin(p, pg, LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
+    assert_true(body_check(d, pg, m->tag[pg]));
+    pg_unpin(p, fr);
+  }
+  pg_stats_get(p, &st);
+  assert_int_equal(st.reads, 5);                   /* no pin read a page again */
+  /* already resident: nothing to do */
+  assert_int_equal(pg_prefetch(p, want, 3), 0);
+  /* more pages than frames: the batch stops when no frame is free or clean (all loading) */
+  uint64_t many[30];
+  for (int i = 0; i < 30; i++)
+    many[i] = 10 + (uint64_t)i;
+  size_t got = pg_prefetch(p, many, 30);
+  assert_true(got >= 1 && got <= 16);
+  for (int i = 0; i < 30; i++) {
+    struct pg_frame *fr;
+    const void *d;
+    assert_int_equal(pg_pin(p, many[i], LAYOUT_PAGE_LEAF, &fr, &d), JDB_OK);
+    assert_true(body_check(d, many[i], m->tag[many[i]]));
+    pg_unpin(p, fr);
+  }
+  /* the damaged page: the prefetch starts, the pin reports it */
+  uint64_t bad = 40;
+  assert_int_equal(pg_prefetch(p, &bad, 1), 1);
+  struct pg_frame *fr;
+  const void *d;
+  assert_int_equal(pg_pin(p, 40, LAYOUT_PAGE_LEAF, &fr, &d), JDB_ECORRUPT);
+  assert_int_equal(pg_check(p), JDB_OK);
+  pg_close(p);
+  free(m);
+  tutil_rmrf(dir);
+  fs_ctx_destroy(ctx);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 
 #define BOTH(fn) \
@@ -2127,6 +2188,7 @@ int main(void)
     BOTH(test_spill_io_error),
     BOTH(test_spill_fibers),
     BOTH(test_spill_inflight),
+    BOTH(test_prefetch),
   };
   return cmocka_run_group_tests_name("page", tests, NULL, NULL);
 }
