@@ -2,7 +2,8 @@
  * jdb_bench.c - the benchmark driver: `jdb_bench <workload|all> [--dir D] [--secs S] [--quick]
  * [--filter F] [--seed N]`. Prints a header describing the machine and build, then one line per
  * case. Workloads: io (base/fs backends), cksum (checksum candidates), pages (buffer manager),
- * log (the shard log), btree (the B+ tree, next to LMDB when built with it).
+ * log (the shard log), btree (the B+ tree, next to LMDB when built with it), memtable (the
+ * shard's memtable, in memory).
  */
 #include "bench.h"
 
@@ -26,6 +27,9 @@
 #endif
 
 static const struct bench_env *bench_cur;
+
+/* bench_memtable.c (declared here: bench.h belongs to the other workloads' owners) */
+int bench_memtable(const struct bench_env *env);
 
 uint64_t bench_now_ns(void)
 {
@@ -129,8 +133,8 @@ static void bench_header(const struct bench_env *env)
 static void bench_usage(void)
 {
   fprintf(stderr,
-          "usage: jdb_bench <io|cksum|pages|log|btree|all> [--dir DIR] [--secs S] [--quick] "
-          "[--filter F] [--seed N] [--keep]\n");
+          "usage: jdb_bench <io|cksum|pages|log|btree|memtable|all> [--dir DIR] [--secs S] "
+          "[--quick] [--filter F] [--seed N] [--keep]\n");
 }
 
 int main(int argc, char **argv)
@@ -161,6 +165,7 @@ int main(int argc, char **argv)
   if (!strcmp(what, "pages") || !strcmp(what, "all")) { rc |= bench_pages(&env); any = 1; }
   if (!strcmp(what, "log") || !strcmp(what, "all")) { rc |= bench_log(&env); any = 1; }
   if (!strcmp(what, "btree") || !strcmp(what, "all")) { rc |= bench_btree(&env); any = 1; }
+  if (!strcmp(what, "memtable") || !strcmp(what, "all")) { rc |= bench_memtable(&env); any = 1; }
   if (!any) { bench_usage(); return 2; }
   return rc ? 1 : 0;
 }
