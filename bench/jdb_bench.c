@@ -3,7 +3,8 @@
  * [--filter F] [--seed N]`. Prints a header describing the machine and build, then one line per
  * case. Workloads: io (base/fs backends), cksum (checksum candidates), pages (buffer manager),
  * log (the shard log), btree (the B+ tree, next to LMDB when built with it), memtable (the
- * shard's memtable, in memory).
+ * shard's memtable, in memory), tablet (the whole tablet, next to RocksDB and LMDB when built
+ * with them).
  */
 #include "bench.h"
 
@@ -30,6 +31,8 @@ static const struct bench_env *bench_cur;
 
 /* bench_memtable.c (declared here: bench.h belongs to the other workloads' owners) */
 int bench_memtable(const struct bench_env *env);
+/* bench_tablet.c (declared here for the same reason) */
+int bench_tablet(const struct bench_env *env);
 
 uint64_t bench_now_ns(void)
 {
@@ -133,7 +136,7 @@ static void bench_header(const struct bench_env *env)
 static void bench_usage(void)
 {
   fprintf(stderr,
-          "usage: jdb_bench <io|cksum|pages|log|btree|memtable|all> [--dir DIR] [--secs S] "
+          "usage: jdb_bench <io|cksum|pages|log|btree|memtable|tablet|all> [--dir DIR] [--secs S] "
           "[--quick] [--filter F] [--seed N] [--keep]\n");
 }
 
@@ -166,6 +169,7 @@ int main(int argc, char **argv)
   if (!strcmp(what, "log") || !strcmp(what, "all")) { rc |= bench_log(&env); any = 1; }
   if (!strcmp(what, "btree") || !strcmp(what, "all")) { rc |= bench_btree(&env); any = 1; }
   if (!strcmp(what, "memtable") || !strcmp(what, "all")) { rc |= bench_memtable(&env); any = 1; }
+  if (!strcmp(what, "tablet") || !strcmp(what, "all")) { rc |= bench_tablet(&env); any = 1; }
   if (!any) { bench_usage(); return 2; }
   return rc ? 1 : 0;
 }
