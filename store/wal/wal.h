@@ -71,7 +71,7 @@ struct wal_op {
   const void *val;          /* PUT only */
   uint32_t vlen;            /* 0 .. WAL_VAL_MAX */
 };
-#define WAL_KEY_MAX 1024u
+#define WAL_KEY_MAX 1040u   /* the engine logs space byte ‖ user key (1 + 1024); slack for later spaces */
 #define WAL_VAL_MAX (64u << 20)
 
 /* Open the log directory (created if missing). Lists segments; writes nothing. wal_replay must

@@ -1951,7 +1951,7 @@ static void test_bad_args(void **state)
   assert_int_equal(wal_append_record(w, LOG_REC_SEG, val, 16, NULL, NULL), JDB_EINVAL);
   assert_int_equal(wal_append_record(w, LOG_REC_MOVE, NULL, 16, NULL, NULL), JDB_EINVAL);
   assert_int_equal(wal_append_pos(w), pos0);      /* nothing was appended */
-  /* Limits themselves are fine: a 1024-byte key, an empty value, a delete. */
+  /* Limits themselves are fine: a WAL_KEY_MAX-byte key, an empty value, a delete. */
   struct wal_op ok[3] = {{.kind = WAL_OP_PUT, .key = key, .klen = WAL_KEY_MAX, .val = val,
                           .vlen = 0},
                          {.kind = WAL_OP_DEL, .key = key, .klen = 1},

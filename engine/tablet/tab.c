@@ -1,0 +1,831 @@
+/*
+ * tab.c - the tablet: open and recovery, the write path, point reads, views and snapshots, the
+ * table catalog, statistics. Checkpoints are in tab_ckpt.c, iterators in tab_iter.c.
+ *
+ * Recovery, exactly once: the superblock names the first log record that is not in its tree
+ * (replay_pos) and the highest seq the tree holds (seq_max). Every BATCH record from replay_pos
+ * on is applied to the memtable; seqs must rise strictly (a record that does not is corruption),
+ * and a record at or below seq_max (impossible unless the files were mixed) is not applied
+ * again. A batch applies wholly or not at all: the log yields whole records only.
+ */
+#include "tab_int.h"
+
+#include "clock.h"
+#include "codec.h"
+#include "coro.h"
+#include "err.h"
+#include "fs.h"
+#include "log.h"
+#include "mem.h"
+#include "pg.h"
+#include "vlog.h"
+#include "wal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TAB_BATCH_MAX (1u << 20)
+
+size_t tab_ikey(uint8_t *buf, uint64_t table, uint8_t space, const void *key, uint32_t klen)
+{
+  be64_put(buf, table);
+  buf[8] = space;
+  if (klen)
+    memcpy(buf + 9, key, klen);
+  return 9u + klen;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Views */
+
+static void tab_reclaim(struct tab *t)
+{
+  uint64_t oldest = UINT64_MAX;
+  for (struct tab_view *v = t->views.next; v != &t->views; v = v->next)
+    if (v->gen < oldest)
+      oldest = v->gen;
+  if (oldest != UINT64_MAX)
+    pg_reclaim(t->pg, oldest);
+}
+
+void tab_mt_unref(struct tab_mt *m)
+{
+  if (m && --m->refs == 0) {
+    mt_destroy(m->m);
+    mem_free(m);
+  }
+}
+
+struct tab_view *tab_view_ref(struct tab *t)
+{
+  t->cur->refs++;
+  return t->cur;
+}
+
+void tab_view_unref(struct tab *t, struct tab_view *v)
+{
+  if (!v || --v->refs)
+    return;
+  v->prev->next = v->next;
+  v->next->prev = v->prev;
+  tab_mt_unref(v->act);
+  tab_mt_unref(v->frz);
+  mem_free(v);
+  if (t->pg)
+    tab_reclaim(t);
+}
+
+int tab_view_install(struct tab *t, struct tab_mt *act, struct tab_mt *frz, uint64_t root,
+                     uint64_t gen)
+{
+  struct tab_view *v = mem_calloc(1, sizeof *v);
+  if (!v)
+    return JDB_ENOMEM;
+  v->refs = 1;
+  v->act = act;
+  v->frz = frz;
+  act->refs++;
+  if (frz)
+    frz->refs++;
+  v->root = root;
+  v->gen = gen;
+  v->next = &t->views;
+  v->prev = t->views.prev;
+  t->views.prev->next = v;
+  t->views.prev = v;
+  struct tab_view *old = t->cur;
+  t->cur = v;
+  tab_view_unref(t, old);
+  return JDB_OK;
+}
+
+int tab_mt_new(const struct tab *t, struct tab_mt **out)
+{
+  struct tab_mt *m = mem_calloc(1, sizeof *m);
+  if (!m)
+    return JDB_ENOMEM;
+  /* arena chunks small enough that the budget is crossed near memtable_bytes, not a chunk late */
+  size_t chunk = (size_t)(t->o.memtable_bytes / 16);
+  chunk = chunk < (64u << 10) ? (64u << 10) : chunk > (1u << 20) ? (1u << 20) : chunk;
+  int rc = mt_create(chunk, &m->m);
+  if (rc) {
+    mem_free(m);
+    return rc;
+  }
+  m->refs = 1;
+  *out = m;
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Applying a batch to a memtable (the write path and replay share it) */
+
+struct tab_apply_op {
+  uint8_t kind;            /* WAL_OP_PUT / WAL_OP_DEL */
+  const uint8_t *key;      /* space ‖ key, as logged */
+  uint32_t klen;
+  const uint8_t *val;      /* inline value (when ref.len == 0) */
+  uint32_t vlen;
+  struct wal_vref ref;
+};
+
+/* Ops are applied last to first, so that of two ops on one key the later one is the entry (the
+   earlier one meets JDB_EEXIST and is skipped). A value referenced in the log is accounted live
+   in vlog when it becomes an entry. */
+static int tab_mt_apply(struct tab *t, struct mt *m, uint64_t table, uint64_t seq,
+                        const struct tab_apply_op *ops, uint32_t n)
+{
+  uint8_t ik[8 + WAL_KEY_MAX];
+  be64_put(ik, table);
+  for (uint32_t i = n; i-- > 0;) {
+    const struct tab_apply_op *op = &ops[i];
+    memcpy(ik + 8, op->key, op->klen);
+    uint8_t kind = op->kind == WAL_OP_DEL ? MT_TOMB : op->ref.len ? MT_VREF : MT_INLINE;
+    int rc = mt_put(m, ik, 8 + op->klen, seq, kind, op->val, kind == MT_VREF ? op->ref.len :
+                    kind == MT_INLINE ? op->vlen : 0, op->ref.pos);
+    if (rc == JDB_EEXIST)
+      continue;
+    if (rc)
+      return rc;
+    if (kind == MT_VREF) {
+      rc = vlog_account_add(t->vlog, op->ref);
+      if (rc)
+        return rc;
+    }
+  }
+  return JDB_OK;
+}
+
+static int tab_scratch(struct tab *t, size_t bytes, uint32_t n)
+{
+  if (bytes > t->scratch_cap) {
+    size_t cap = t->scratch_cap ? t->scratch_cap : 4096;
+    while (cap < bytes)
+      cap *= 2;
+    uint8_t *p = mem_realloc(t->scratch, cap);
+    if (!p)
+      return JDB_ENOMEM;
+    t->scratch = p;
+    t->scratch_cap = cap;
+  }
+  if (n > t->wcap) {
+    size_t cap = t->wcap ? t->wcap : 16;
+    while (cap < n)
+      cap *= 2;
+    void *a = mem_realloc(t->wops, cap * sizeof(struct wal_op));
+    if (!a)
+      return JDB_ENOMEM;
+    t->wops = a;
+    void *c = mem_realloc(t->aops, cap * sizeof(struct tab_apply_op));
+    if (!c)
+      return JDB_ENOMEM;
+    t->aops = c;
+    void *b = mem_realloc(t->vrefs, cap * sizeof(struct wal_vref));
+    if (!b)
+      return JDB_ENOMEM;
+    t->vrefs = b;
+    t->wcap = cap;
+  }
+  return JDB_OK;
+}
+
+static int tab_poison(struct tab *t, int rc)
+{
+  if (rc == JDB_EIO || rc == JDB_ENOSPC || rc == JDB_ENOMEM || rc == JDB_ECORRUPT) {
+    if (!t->poison) {
+      LOG_ERROR("tablet: refusing writes after error %d (reopen to recover)", rc);
+      t->poison = rc;
+    }
+  }
+  return rc;
+}
+
+int tab_commit(struct tab *t, uint64_t table, const struct tab_op *ops, const uint8_t *spaces,
+               uint32_t n, unsigned flags, uint64_t *seq_out)
+{
+  if (t->poison)
+    return t->poison;
+  size_t bytes = 0;
+  for (uint32_t i = 0; i < n; i++)
+    bytes += 1u + ops[i].klen;
+  int rc = tab_scratch(t, bytes, n);
+  if (rc)
+    return rc;
+  struct wal_op *w = t->wops;
+  struct wal_vref *refs = t->vrefs;
+  uint8_t *p = t->scratch;
+  for (uint32_t i = 0; i < n; i++) {
+    p[0] = spaces ? spaces[i] : TAB_SPACE_KV;
+    memcpy(p + 1, ops[i].key, ops[i].klen);
+    w[i] = (struct wal_op){.kind = ops[i].kind == TAB_DEL ? WAL_OP_DEL : WAL_OP_PUT, .key = p,
+                           .klen = ops[i].klen + 1u, .val = ops[i].val, .vlen = ops[i].vlen};
+    if (!w[i].val)
+      w[i].val = "";
+    p += 1u + ops[i].klen;
+  }
+  uint64_t seq = t->seq + 1, end = 0;
+  rc = wal_append(t->wal, table, seq, clock_commit_sec(), w, n, refs, &end);
+  if (rc)
+    return tab_poison(t, rc);
+  t->seq = seq;
+  struct tab_apply_op *a = t->aops;
+  for (uint32_t i = 0; i < n; i++)
+    a[i] = (struct tab_apply_op){.kind = w[i].kind, .key = w[i].key, .klen = w[i].klen,
+                                 .val = w[i].val, .vlen = w[i].vlen, .ref = refs[i]};
+  rc = tab_mt_apply(t, t->cur->act->m, table, seq, a, n);
+  if (rc)
+    return tab_poison(t, rc);   /* logged but not applied: only a reopen makes it whole */
+  t->st.writes++;
+  t->st.ops += n;
+  if (seq_out)
+    *seq_out = seq;
+  if (!(flags & TAB_NOWAIT)) {
+    rc = wal_wait(t->wal, end, (flags & TAB_SYNC) ? WAL_DURABLE : WAL_WRITTEN);
+    if (rc)
+      return tab_poison(t, rc);
+  }
+  return (flags & TAB_NOCKPT) ? JDB_OK : tab_ckpt_maybe(t);
+}
+
+int tab_drop_find(const struct tab *t, uint64_t id)
+{
+  size_t lo = 0, hi = t->ndrops;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (t->drops[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < t->ndrops && t->drops[lo].id == id ? (int)lo : -1;
+}
+
+int tab_drop_add(struct tab *t, uint64_t id, int pending)
+{
+  int at = tab_drop_find(t, id);
+  if (at >= 0) {
+    t->drops[at].pending = pending;
+    return JDB_OK;
+  }
+  if (t->ndrops == t->cdrops) {
+    size_t cap = t->cdrops ? t->cdrops * 2 : 8;
+    struct tab_drop *d = mem_realloc(t->drops, cap * sizeof *d);
+    if (!d)
+      return JDB_ENOMEM;
+    t->drops = d;
+    t->cdrops = cap;
+  }
+  size_t i = t->ndrops;
+  while (i > 0 && t->drops[i - 1].id > id) {
+    t->drops[i] = t->drops[i - 1];
+    i--;
+  }
+  t->drops[i] = (struct tab_drop){.id = id, .pending = pending};
+  t->ndrops++;
+  return JDB_OK;
+}
+
+int tab_write(struct tab *t, uint64_t table, const struct tab_op *ops, uint32_t n,
+              unsigned flags, uint64_t *seq)
+{
+  if (seq)
+    *seq = 0;
+  if (!t || !ops || n == 0 || n > TAB_BATCH_MAX || table < TAB_ID_FIRST || table >= t->next_id ||
+      tab_drop_find(t, table) >= 0)
+    return JDB_EINVAL;
+  for (uint32_t i = 0; i < n; i++) {
+    const struct tab_op *op = &ops[i];
+    if ((op->kind != TAB_PUT && op->kind != TAB_DEL) || !op->key || op->klen == 0 ||
+        op->klen > TAB_KEY_MAX)
+      return JDB_EINVAL;
+    if (op->kind == TAB_PUT && (op->vlen > TAB_VAL_MAX || (op->vlen && !op->val)))
+      return JDB_EINVAL;
+  }
+  return tab_commit(t, table, ops, NULL, n, flags, seq);
+}
+
+int tab_flush(struct tab *t)
+{
+  if (!t)
+    return JDB_EINVAL;
+  if (t->poison)
+    return t->poison;
+  return tab_poison(t, wal_sync(t->wal));
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Reads */
+
+int tab_lookup(struct tab *t, const struct tab_view *v, uint64_t snap, const uint8_t *ikey,
+               uint32_t iklen, struct bt_ent *out, void *vbuf)
+{
+  struct tab_mt *ms[2] = {v->act, v->frz};
+  for (int i = 0; i < 2; i++) {
+    if (!ms[i])
+      continue;
+    struct mt_ent e;
+    if (mt_get(ms[i]->m, ikey, iklen, snap, &e) == JDB_OK) {
+      *out = (struct bt_ent){.key = e.key, .klen = e.klen, .seq = e.seq, .kind = e.kind,
+                             .vlen = e.vlen, .val = e.val, .vpos = e.vpos};
+      return JDB_OK;
+    }
+  }
+  if (!v->root)
+    return JDB_NOTFOUND;
+  return bt_get(t->pg, v->root, ikey, iklen, snap, out, vbuf);
+}
+
+/* The value of an entry, copied to a new buffer. */
+static int tab_value_copy(struct tab *t, const struct bt_ent *e, void **val, size_t *vlen)
+{
+  uint8_t *p = mem_malloc(e->vlen ? e->vlen : 1);
+  if (!p)
+    return JDB_ENOMEM;
+  if (e->kind == BT_VREF) {
+    int rc = vlog_read(t->vlog, (struct wal_vref){.pos = e->vpos, .len = e->vlen}, p);
+    if (rc) {
+      mem_free(p);
+      return rc;
+    }
+  } else if (e->vlen) {
+    memcpy(p, e->val, e->vlen);
+  }
+  *val = p;
+  *vlen = e->vlen;
+  return JDB_OK;
+}
+
+static int tab_get_space(struct tab *t, const struct tab_snap *snap, uint64_t table,
+                         uint8_t space, const void *key, uint32_t klen, void **val, size_t *vlen)
+{
+  uint8_t ik[TAB_IKEY_MAX + 1];
+  uint32_t iklen = (uint32_t)tab_ikey(ik, table, space, key, klen);
+  uint8_t vbuf[BT_INLINE_MAX];
+  struct bt_ent e;
+  int rc = tab_lookup(t, snap ? snap->v : t->cur, snap ? snap->seq : t->seq, ik, iklen, &e,
+                      vbuf);
+  if (rc)
+    return rc;
+  if (e.kind == BT_TOMB)
+    return JDB_NOTFOUND;
+  return tab_value_copy(t, &e, val, vlen);
+}
+
+int tab_get(struct tab *t, const struct tab_snap *snap, uint64_t table, const void *key,
+            uint32_t klen, void **val, size_t *vlen)
+{
+  if (val)
+    *val = NULL;
+  if (vlen)
+    *vlen = 0;
+  if (!t || !key || !val || !vlen || klen == 0 || klen > TAB_KEY_MAX || table < TAB_ID_FIRST ||
+      (snap && snap->t != t))
+    return JDB_EINVAL;
+  return tab_get_space(t, snap, table, TAB_SPACE_KV, key, klen, val, vlen);
+}
+
+int tab_snapshot(struct tab *t, struct tab_snap **out)
+{
+  if (!out)
+    return JDB_EINVAL;
+  *out = NULL;
+  if (!t)
+    return JDB_EINVAL;
+  struct tab_snap *s = mem_malloc(sizeof *s);
+  if (!s)
+    return JDB_ENOMEM;
+  s->t = t;
+  s->v = tab_view_ref(t);
+  s->seq = t->seq;
+  t->st.snapshots++;
+  *out = s;
+  return JDB_OK;
+}
+
+uint64_t tab_snapshot_seq(const struct tab_snap *s)
+{
+  return s ? s->seq : 0;
+}
+
+void tab_snapshot_release(struct tab_snap *s)
+{
+  if (!s)
+    return;
+  s->t->st.snapshots--;
+  tab_view_unref(s->t, s->v);
+  mem_free(s);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Catalog */
+
+static int tab_name_ok(const void *name, size_t nlen)
+{
+  return name && nlen >= 1 && nlen <= TAB_NAME_MAX;
+}
+
+static int tab_meta_read(struct tab *t, const void *name, size_t nlen, uint64_t *id)
+{
+  void *v;
+  size_t vl;
+  int rc = tab_get_space(t, NULL, 0, TAB_SPACE_NAME, name, (uint32_t)nlen, &v, &vl);
+  if (rc)
+    return rc;
+  if (vl != TAB_META_LEN || ((uint8_t *)v)[0] != 1) {
+    mem_free(v);
+    return JDB_CORRUPT("catalog entry of a table", nlen);
+  }
+  *id = le64_get((uint8_t *)v + 1);
+  mem_free(v);
+  if (*id < TAB_ID_FIRST)
+    return JDB_CORRUPT("catalog entry names a reserved table id", *id);
+  return JDB_OK;
+}
+
+/* An IDS entry: key = id (big-endian) into idkey, value = state ‖ name (mem_malloc'd). */
+static uint8_t *tab_id_entry(uint8_t idkey[8], uint64_t id, uint8_t state, const void *name,
+                             size_t nlen)
+{
+  be64_put(idkey, id);
+  uint8_t *v = mem_malloc(1 + nlen);
+  if (v) {
+    v[0] = state;
+    memcpy(v + 1, name, nlen);
+  }
+  return v;
+}
+
+int tab_table_find(struct tab *t, const void *name, size_t nlen, uint64_t *id)
+{
+  if (id)
+    *id = 0;
+  if (!t || !id || !tab_name_ok(name, nlen))
+    return JDB_EINVAL;
+  return tab_meta_read(t, name, nlen, id);
+}
+
+int tab_table_create(struct tab *t, const void *name, size_t nlen, unsigned flags, uint64_t *id)
+{
+  if (id)
+    *id = 0;
+  if (!t || !id || !tab_name_ok(name, nlen))
+    return JDB_EINVAL;
+  int rc = tab_meta_read(t, name, nlen, id);
+  if (rc == JDB_OK)
+    return JDB_EEXIST;
+  if (rc != JDB_NOTFOUND)
+    return rc;
+  uint64_t nid = t->next_id;
+  uint8_t meta[TAB_META_LEN] = {1};
+  le64_put(meta + 1, nid);
+  le64_put(meta + 9, clock_commit_sec());
+  uint8_t idkey[8];
+  uint8_t *idval = tab_id_entry(idkey, nid, 0, name, nlen);
+  if (!idval)
+    return JDB_ENOMEM;
+  struct tab_op ops[2] = {
+    {.kind = TAB_PUT, .key = name, .klen = (uint32_t)nlen, .val = meta, .vlen = TAB_META_LEN},
+    {.kind = TAB_PUT, .key = idkey, .klen = 8, .val = idval, .vlen = (uint32_t)(1 + nlen)},
+  };
+  const uint8_t spaces[2] = {TAB_SPACE_NAME, TAB_SPACE_IDS};
+  t->next_id = nid + 1;
+  rc = tab_commit(t, 0, ops, spaces, 2, flags, NULL);
+  mem_free(idval);
+  if (rc && t->next_id == nid + 1 && !t->poison)
+    t->next_id = nid;   /* nothing was logged */
+  if (rc == JDB_OK)
+    *id = nid;
+  return rc;
+}
+
+int tab_table_drop(struct tab *t, const void *name, size_t nlen, unsigned flags)
+{
+  if (!t || !tab_name_ok(name, nlen))
+    return JDB_EINVAL;
+  uint64_t id;
+  int rc = tab_meta_read(t, name, nlen, &id);
+  if (rc)
+    return rc;
+  uint8_t idkey[8];
+  uint8_t *idval = tab_id_entry(idkey, id, 1, name, nlen);
+  if (!idval)
+    return JDB_ENOMEM;
+  struct tab_op ops[3] = {
+    {.kind = TAB_DEL, .key = name, .klen = (uint32_t)nlen},
+    {.kind = TAB_PUT, .key = idkey, .klen = 8, .val = idval, .vlen = (uint32_t)(1 + nlen)},
+    {.kind = TAB_PUT, .key = idkey, .klen = 8, .val = "", .vlen = 0},
+  };
+  const uint8_t spaces[3] = {TAB_SPACE_NAME, TAB_SPACE_IDS, TAB_SPACE_DROPQ};
+  rc = tab_drop_add(t, id, 1);
+  if (rc == JDB_OK)
+    rc = tab_commit(t, 0, ops, spaces, 3, flags, NULL);
+  mem_free(idval);
+  return rc;
+}
+
+int tab_table_list(struct tab *t, const void *start, size_t slen, tab_name_fn fn, void *ud)
+{
+  if (!t || !fn || (start && slen > TAB_NAME_MAX))
+    return JDB_EINVAL;
+  struct tab_iter *it;
+  int rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_NAME, &it);
+  if (rc)
+    return rc;
+  rc = start && slen ? tab_iter_seek(it, start, (uint32_t)slen) : tab_iter_first(it);
+  while (rc == JDB_OK) {
+    const void *k, *v;
+    size_t kl, vl;
+    tab_iter_key(it, &k, &kl);
+    rc = tab_iter_value(it, &v, &vl);
+    if (rc)
+      break;
+    if (vl != TAB_META_LEN || ((const uint8_t *)v)[0] != 1) {
+      rc = JDB_CORRUPT("catalog entry of a table", kl);
+      break;
+    }
+    rc = fn(ud, k, kl, le64_get((const uint8_t *)v + 1));
+    if (rc)
+      break;
+    rc = tab_iter_next(it);
+  }
+  tab_iter_close(it);
+  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Open, recovery, close */
+
+struct tab_replay {
+  struct tab *t;
+  uint64_t seq_max;        /* the checkpoint's */
+  uint64_t last;           /* last seq applied */
+  struct tab_apply_op *ops;
+  size_t cap;
+};
+
+static int tab_replay_rec(void *ud, const struct wal_rec *rec)
+{
+  struct tab_replay *r = ud;
+  struct tab *t = r->t;
+  if (rec->type != LOG_REC_BATCH) {
+    /* MOVE records come from log GC, which this engine version does not run. */
+    return JDB_CORRUPT("log record of a kind this engine does not write", rec->pos);
+  }
+  struct wal_batch b;
+  int rc = wal_batch_open(rec, &b);
+  if (rc)
+    return rc;
+  if (b.seq <= r->seq_max) {
+    t->st.replayed_records++;   /* in the checkpoint already: never applied twice */
+    return JDB_OK;
+  }
+  if (b.seq <= r->last)
+    return JDB_CORRUPT("log record seq does not rise", rec->pos);
+  if (b.table_id != 0 && b.table_id < TAB_ID_FIRST)
+    return JDB_CORRUPT("log record names a reserved table id", rec->pos);
+  if (b.nops > r->cap) {
+    size_t cap = r->cap ? r->cap : 64;
+    while (cap < b.nops)
+      cap *= 2;
+    void *p = mem_realloc(r->ops, cap * sizeof *r->ops);
+    if (!p)
+      return JDB_ENOMEM;
+    r->ops = p;
+    r->cap = cap;
+  }
+  uint32_t n = 0;
+  struct wal_op_view v;
+  while ((rc = wal_batch_next(&b, &v)) == JDB_OK) {
+    if (n >= b.nops)
+      return JDB_CORRUPT("log record op count", rec->pos);
+    r->ops[n++] = (struct tab_apply_op){.kind = v.kind, .key = v.key, .klen = v.klen,
+                                        .val = v.val, .vlen = v.vlen, .ref = v.vref};
+  }
+  if (rc != JDB_NOTFOUND)
+    return rc;
+  if (b.table_id >= t->next_id)
+    t->next_id = b.table_id + 1;
+  rc = tab_mt_apply(t, t->cur->act->m, b.table_id, b.seq, r->ops, n);
+  if (rc)
+    return rc;
+  r->last = b.seq;
+  t->st.replayed_records++;
+  return JDB_OK;
+}
+
+/* After replay: the value references the tree holds go into vlog's accounting (the memtable's
+   were added as they were applied), the id counter and the pending drops come from the catalog. */
+static int tab_recover_state(struct tab *t)
+{
+  if (t->cur->root) {
+    struct bt_cursor *c = mem_malloc(sizeof *c);
+    if (!c)
+      return JDB_ENOMEM;
+    bt_cursor_init(c, t->pg, t->cur->root);
+    int rc = bt_cursor_first(c);
+    while (rc == JDB_OK) {
+      const struct bt_ent *e = bt_cursor_ent(c);
+      if (e->kind == BT_VREF)
+        rc = vlog_account_add(t->vlog, (struct wal_vref){.pos = e->vpos, .len = e->vlen});
+      if (rc == JDB_OK)
+        rc = bt_cursor_next(c);
+    }
+    bt_cursor_close(c);
+    mem_free(c);
+    if (rc != JDB_NOTFOUND)
+      return rc;
+  }
+  struct tab_iter *it;
+  int rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_IDS, &it);
+  if (rc)
+    return rc;
+  rc = tab_iter_last(it);
+  if (rc == JDB_OK) {
+    const void *k;
+    size_t kl;
+    tab_iter_key(it, &k, &kl);
+    if (kl != 8)
+      rc = JDB_CORRUPT("catalog id entry", kl);
+    else if (be64_get(k) + 1 > t->next_id)
+      t->next_id = be64_get(k) + 1;
+  }
+  tab_iter_close(it);
+  if (rc != JDB_OK && rc != JDB_NOTFOUND)
+    return rc;
+  rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_DROPQ, &it);
+  if (rc)
+    return rc;
+  rc = tab_iter_first(it);
+  while (rc == JDB_OK) {
+    const void *k;
+    size_t kl;
+    tab_iter_key(it, &k, &kl);
+    if (kl != 8) {
+      rc = JDB_CORRUPT("catalog drop entry", kl);
+      break;
+    }
+    rc = tab_drop_add(t, be64_get(k), 1);
+    if (rc == JDB_OK)
+      rc = tab_iter_next(it);
+  }
+  tab_iter_close(it);
+  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+}
+
+/* A version the tree dropped while a checkpoint applied a newer one: its log bytes are dead. */
+static void tab_pruned(void *ud, uint64_t vpos, uint32_t vlen)
+{
+  struct tab *t = ud;
+  tab_dead_note(t, vpos, vlen);
+  t->st.versions_pruned++;
+}
+
+void tab_dead_note(struct tab *t, uint64_t vpos, uint32_t vlen)
+{
+  if (t->ndead + 2 > t->cdead) {
+    size_t cap = t->cdead ? t->cdead * 2 : 1024;
+    uint64_t *p = mem_realloc(t->dead, cap * sizeof *p);
+    if (!p) {
+      t->dead_oom = 1;
+      return;
+    }
+    t->dead = p;
+    t->cdead = cap;
+  }
+  t->dead[t->ndead++] = vpos;
+  t->dead[t->ndead++] = vlen;
+}
+
+static void tab_free(struct tab *t)
+{
+  if (t->cur)
+    tab_view_unref(t, t->cur);
+  t->cur = NULL;
+  JDB_ASSERT(t->views.next == &t->views);   /* every snapshot and iterator released */
+  bt_close(t->bt);
+  vlog_close(t->vlog);
+  if (t->wal)
+    wal_close(t->wal);
+  pg_close(t->pg);
+  mem_free(t->drops);
+  mem_free(t->scratch);
+  mem_free(t->wops);
+  mem_free(t->vrefs);
+  mem_free(t->aops);
+  mem_free(t->dead);
+  mem_free(t);
+}
+
+static int tab_opts_fix(const struct tab_opts *in, struct tab_opts *o)
+{
+  *o = in ? *in : (struct tab_opts){0};
+  if (!o->memtable_bytes)
+    o->memtable_bytes = 64ull << 20;
+  if (!o->cache_frames)
+    o->cache_frames = 16384;
+  if (!o->inline_max)
+    o->inline_max = BT_INLINE_DEF;
+  if (!o->segment_bytes)
+    o->segment_bytes = 64ull << 20;
+  if (o->memtable_bytes < (1ull << 20) || o->cache_frames < 64 || o->inline_max > BT_INLINE_MAX)
+    return JDB_EINVAL;
+  return JDB_OK;
+}
+
+int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, struct tab **out)
+{
+  if (!out)
+    return JDB_EINVAL;
+  *out = NULL;
+  if (!ctx || !dir || !*dir)
+    return JDB_EINVAL;
+  struct tab_opts o;
+  int rc = tab_opts_fix(opts, &o);
+  if (rc)
+    return rc;
+  char pages[4096], logdir[4096];
+  if ((size_t)snprintf(pages, sizeof pages, "%s/pages", dir) >= sizeof pages ||
+      (size_t)snprintf(logdir, sizeof logdir, "%s/log", dir) >= sizeof logdir)
+    return JDB_EINVAL;
+  if (o.create_if_missing) {
+    rc = fs_mkdir(ctx, dir);
+    if (rc)
+      return rc;
+  }
+  struct tab *t = mem_calloc(1, sizeof *t);
+  if (!t)
+    return JDB_ENOMEM;
+  t->ctx = ctx;
+  t->o = o;
+  t->views.next = t->views.prev = &t->views;
+  t->next_id = TAB_ID_FIRST;
+  struct pg_opts po = {.frames = o.cache_frames, .buffered = o.pages_buffered};
+  bt_pg_opts(&po);
+  rc = pg_open(ctx, pages, &po, o.create_if_missing, &t->pg);
+  if (rc)
+    goto fail;
+  struct wal_opts wo = {.segment_bytes = o.segment_bytes, .inline_max = o.inline_max};
+  rc = wal_open(ctx, logdir, &wo, &t->wal);
+  if (rc)
+    goto fail;
+  rc = vlog_open(ctx, t->wal, logdir, NULL, &t->vlog);
+  if (rc)
+    goto fail;
+  const struct layout_super *sb = pg_super(t->pg);
+  struct bt_opts bo = {.inline_max = o.inline_max, .prune_older = o.history_seconds == 0,
+                       .pruned = tab_pruned, .pruned_ud = t};
+  rc = bt_open(t->pg, &bo, sb->tree_root, &t->bt);
+  if (rc)
+    goto fail;
+  struct tab_mt *act;
+  rc = tab_mt_new(t, &act);
+  if (rc)
+    goto fail;
+  rc = tab_view_install(t, act, NULL, sb->tree_root, sb->generation);
+  act->refs--;   /* the view holds it */
+  if (rc) {
+    tab_mt_unref(act);
+    goto fail;
+  }
+  struct tab_replay r = {.t = t, .seq_max = sb->seq_max, .last = sb->seq_max};
+  rc = wal_replay(t->wal, sb->replay_pos, tab_replay_rec, &r, NULL);
+  mem_free(r.ops);
+  if (rc)
+    goto fail;
+  t->seq = r.last;
+  rc = tab_recover_state(t);
+  if (rc)
+    goto fail;
+  rc = tab_ckpt_maybe(t);
+  if (rc)
+    goto fail;
+  *out = t;
+  return JDB_OK;
+fail:
+  tab_free(t);
+  return rc;
+}
+
+int tab_close(struct tab *t)
+{
+  if (!t)
+    return JDB_OK;
+  int rc = JDB_OK;
+  if (!t->poison)
+    rc = tab_ckpt(t, 0);
+  else
+    rc = tab_ckpt(t, -1);   /* only waits for a running one */
+  tab_free(t);
+  return rc;
+}
+
+void tab_stats_get(const struct tab *t, struct tab_stats *out)
+{
+  *out = t->st;
+  out->seq = t->seq;
+  out->mt_bytes = mt_bytes(t->cur->act->m);
+  out->mt_entries = mt_count(t->cur->act->m);
+  out->frozen_bytes = t->cur->frz ? mt_bytes(t->cur->frz->m) : 0;
+  out->tree_root = t->cur->root;
+  out->generation = t->cur->gen;
+}

@@ -1,0 +1,365 @@
+/*
+ * tab_ckpt.c - checkpoints: freeze the active memtable, apply it to the B+ tree in one sorted
+ * run (plus the removal of dropped tables' data), make the new tree durable under one
+ * superblock that also names the log replay position, then release log segments nothing needs.
+ *
+ * Order of a checkpoint (each step only after the previous one is complete):
+ *   1. freeze: the active memtable becomes the frozen one; its end (the log append position now)
+ *      is the replay position the checkpoint will record; a new active memtable takes writes.
+ *   2. the frozen memtable's entries, newest version per key (older ones are dropped unless
+ *      history is kept), become bt_apply PUT ops; entries of dropped tables are left out, and up
+ *      to TAB_DROP_ERASE_MAX tree entries of dropped tables become ERASE ops.
+ *   3. the log is made durable up to the replay position: tree entries reference values in it.
+ *   4. pg_commit: pages, fdatasync, superblock (root, seq_max, replay_pos), fdatasync.
+ *   5. a new view (active memtable, no frozen one, new root) becomes current; readers holding the
+ *      old view keep the old root and frozen memtable until they let go.
+ *   6. finished drops lose their DROPQ entry (a logged catalog delete); log segments wholly
+ *      before the replay position with no live value referenced are dropped.
+ * A crash before 4 completes leaves the previous superblock: recovery replays from its replay
+ * position, which covers everything the frozen memtable held. A crash after 4 replays from the
+ * new position. Either way each record is applied once.
+ */
+#include "tab_int.h"
+
+#include "codec.h"
+#include "coro.h"
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+#include "pg.h"
+#include "vlog.h"
+#include "wal.h"
+
+#include <string.h>
+
+#define TAB_DROP_ERASE_MAX 65536u
+
+struct tab_ckpt_run {
+  struct bt_op *ops;
+  size_t n, cap;
+  struct bt_op *erase;
+  size_t nerase, cerase;
+  uint8_t *keys;          /* copies of erased keys */
+  size_t kused, kcap;
+  uint64_t *done;         /* drops finished by this run */
+  size_t ndone;
+};
+
+static int tab_ops_push(struct bt_op **v, size_t *n, size_t *cap, const struct bt_op *op)
+{
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 1024;
+    struct bt_op *p = mem_realloc(*v, c * sizeof *p);
+    if (!p)
+      return JDB_ENOMEM;
+    *v = p;
+    *cap = c;
+  }
+  (*v)[(*n)++] = *op;
+  return JDB_OK;
+}
+
+static void tab_dead(struct tab *t, uint8_t kind, uint64_t vpos, uint32_t vlen)
+{
+  if (kind == BT_VREF)
+    tab_dead_note(t, vpos, vlen);
+}
+
+/* Step 2a: the frozen memtable as a sorted run. */
+static int tab_ckpt_ops(struct tab *t, struct tab_mt *frz, struct tab_ckpt_run *r)
+{
+  struct mt_cursor c;
+  mt_cursor_init(&c, frz->m);
+  const uint8_t *prev = NULL;
+  uint32_t prevlen = 0;
+  int keep_history = t->o.history_seconds != 0;
+  int rc = mt_cursor_first(&c);
+  while (rc == JDB_OK) {
+    struct mt_ent e;
+    mt_cursor_ent(&c, &e);
+    uint64_t table = e.klen >= 8 ? be64_get(e.key) : 0;
+    int same = prev && prevlen == e.klen && memcmp(prev, e.key, e.klen) == 0;
+    if (table && tab_drop_find(t, table) >= 0) {
+      tab_dead(t, e.kind, e.vpos, e.vlen);
+    } else if (same && !keep_history) {
+      tab_dead(t, e.kind, e.vpos, e.vlen);
+      t->st.versions_pruned++;
+    } else {
+      struct bt_op op = {.op = BT_OP_PUT, .kind = e.kind, .key = e.key, .klen = e.klen,
+                         .seq = e.seq, .val = e.val, .vlen = e.vlen, .vpos = e.vpos};
+      rc = tab_ops_push(&r->ops, &r->n, &r->cap, &op);
+      if (rc)
+        return rc;
+      prev = e.key;
+      prevlen = e.klen;
+    }
+    rc = mt_cursor_next(&c);
+  }
+  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+}
+
+/* Step 2b: ERASE ops for tree entries of dropped tables (pending drops, in id order). */
+static int tab_ckpt_erase(struct tab *t, uint64_t root, struct tab_ckpt_run *r)
+{
+  if (!root)
+    return JDB_OK;
+  struct bt_cursor *c = mem_malloc(sizeof *c);
+  if (!c)
+    return JDB_ENOMEM;
+  int rc = JDB_OK;
+  for (size_t i = 0; i < t->ndrops && r->nerase < TAB_DROP_ERASE_MAX && rc == JDB_OK; i++) {
+    if (!t->drops[i].pending)
+      continue;
+    uint8_t lo[8];
+    be64_put(lo, t->drops[i].id);
+    bt_cursor_init(c, t->pg, root);
+    rc = bt_cursor_seek(c, lo, 8, UINT64_MAX);
+    while (rc == JDB_OK) {
+      const struct bt_ent *e = bt_cursor_ent(c);
+      if (e->klen < 8 || memcmp(e->key, lo, 8) != 0) {
+        rc = JDB_NOTFOUND;
+        break;
+      }
+      if (r->nerase >= TAB_DROP_ERASE_MAX)
+        break;
+      if (r->kused + e->klen > r->kcap) {
+        size_t cap = r->kcap ? r->kcap * 2 : 1u << 20;
+        while (cap < r->kused + e->klen)
+          cap *= 2;
+        uint8_t *p = mem_realloc(r->keys, cap);
+        if (!p) {
+          rc = JDB_ENOMEM;
+          break;
+        }
+        r->keys = p;
+        r->kcap = cap;
+      }
+      memcpy(r->keys + r->kused, e->key, e->klen);
+      /* key holds an offset until the copies stop moving */
+      struct bt_op op = {.op = BT_OP_ERASE, .key = (const void *)(uintptr_t)r->kused,
+                         .klen = e->klen, .seq = e->seq};
+      r->kused += e->klen;
+      tab_dead(t, e->kind, e->vpos, e->vlen);
+      rc = tab_ops_push(&r->erase, &r->nerase, &r->cerase, &op);
+      if (rc == JDB_OK)
+        rc = bt_cursor_next(c);
+    }
+    bt_cursor_close(c);
+    if (rc == JDB_NOTFOUND) {      /* the table's range is exhausted: this drop finishes */
+      uint64_t *d = mem_realloc(r->done, (r->ndone + 1) * sizeof *d);
+      if (!d) {
+        rc = JDB_ENOMEM;
+        break;
+      }
+      r->done = d;
+      r->done[r->ndone++] = t->drops[i].id;
+      rc = JDB_OK;
+    }
+  }
+  mem_free(c);
+  for (size_t i = 0; i < r->nerase; i++)
+    r->erase[i].key = r->keys + (uintptr_t)r->erase[i].key;
+  t->st.drop_entries_erased += r->nerase;
+  return rc;
+}
+
+/* Step 6b: log segments before the replay position's segment with nothing live in them. */
+static int tab_ckpt_release(struct tab *t, uint64_t replay_pos)
+{
+  uint32_t rseg = LOG_POS_SEG(replay_pos);
+  size_t n = wal_segments(t->wal, NULL, 0);
+  if (n == 0)
+    return JDB_OK;
+  uint32_t *segs = mem_malloc(n * sizeof *segs);
+  if (!segs)
+    return JDB_ENOMEM;
+  n = wal_segments(t->wal, segs, n);
+  int rc = JDB_OK;
+  for (size_t i = 0; i < n && rc == JDB_OK; i++) {
+    if (segs[i] >= rseg)
+      break;
+    struct vlog_seg_info info;
+    int g = vlog_account_get(t->vlog, segs[i], &info);
+    if (g == JDB_OK && info.live_bytes)
+      continue;
+    rc = vlog_segment_drop(t->vlog, segs[i]);
+    if (rc == JDB_OK)
+      t->st.segments_released++;
+  }
+  mem_free(segs);
+  return rc;
+}
+
+static int tab_freeze(struct tab *t)
+{
+  struct tab_mt *m;
+  int rc = tab_mt_new(t, &m);
+  if (rc)
+    return rc;
+  struct tab_mt *act = t->cur->act;
+  act->end_pos = wal_append_pos(t->wal);
+  act->seq_max = t->seq;
+  rc = tab_view_install(t, m, act, t->cur->root, t->cur->gen);
+  m->refs--;   /* the view holds it */
+  if (rc)
+    tab_mt_unref(m);
+  return rc;
+}
+
+static void tab_ckpt_wake(struct tab *t)
+{
+  struct tab_waiter *w = t->ckpt_waiters;
+  t->ckpt_waiters = NULL;
+  while (w) {
+    struct tab_waiter *nx = w->next;
+    coro_wake(w->c);
+    w = nx;
+  }
+}
+
+/* Steps 2-6 for the current frozen memtable. */
+static int tab_ckpt_run(struct tab *t)
+{
+  struct tab_view *v = tab_view_ref(t);
+  struct tab_mt *frz = v->frz;
+  struct tab_ckpt_run r = {0};
+  t->ndead = 0;
+  int rc = tab_ckpt_ops(t, frz, &r);
+  if (rc == JDB_OK)
+    rc = tab_ckpt_erase(t, v->root, &r);
+  if (rc == JDB_OK && r.nerase)
+    rc = bt_apply(t->bt, r.erase, r.nerase, NULL);
+  if (rc == JDB_OK && r.n)
+    rc = bt_apply(t->bt, r.ops, r.n, NULL);
+  uint64_t replay = frz->end_pos;
+  if (rc == JDB_OK)
+    rc = wal_wait(t->wal, replay, WAL_DURABLE);
+  if (rc == JDB_OK) {
+    struct layout_super next = *pg_super(t->pg);
+    next.tree_root = bt_root(t->bt);
+    next.seq_max = frz->seq_max;
+    next.replay_pos = replay;
+    rc = pg_commit(t->pg, &next);
+  }
+  if (rc == JDB_OK) {
+    for (size_t i = 0; i + 1 < t->ndead; i += 2) {
+      struct wal_vref ref = {.pos = t->dead[i], .len = (uint32_t)t->dead[i + 1]};
+      vlog_account_dead(t->vlog, ref);
+    }
+    t->ndead = 0;
+    const struct layout_super *sb = pg_super(t->pg);
+    rc = tab_view_install(t, t->cur->act, NULL, sb->tree_root, sb->generation);
+    t->st.checkpoints++;
+  } else {
+    bt_set_root(t->bt, v->root);
+    if (rc == JDB_EIO || rc == JDB_ENOSPC || rc == JDB_ECORRUPT) {
+      if (!t->poison)
+        LOG_ERROR("tablet: checkpoint failed (%d): refusing writes until reopened", rc);
+      t->poison = rc;
+    }
+  }
+  tab_view_unref(t, v);
+  if (rc == JDB_OK) {
+    for (size_t i = 0; i < r.ndone && rc == JDB_OK; i++) {
+      uint8_t idkey[8];
+      be64_put(idkey, r.done[i]);
+      struct tab_op op = {.kind = TAB_DEL, .key = idkey, .klen = 8};
+      const uint8_t sp = TAB_SPACE_DROPQ;
+      int at = tab_drop_find(t, r.done[i]);
+      if (at >= 0)
+        t->drops[at].pending = 0;
+      rc = tab_commit(t, 0, &op, &sp, 1, TAB_NOWAIT | TAB_NOCKPT, NULL);
+    }
+  }
+  if (rc == JDB_OK && !t->dead_oom)
+    rc = tab_ckpt_release(t, replay);
+  mem_free(r.ops);
+  mem_free(r.erase);
+  mem_free(r.keys);
+  mem_free(r.done);
+  return rc;
+}
+
+static int tab_ckpt_wait(struct tab *t)
+{
+  while (t->ckpt_running) {
+    struct coro *self = coro_self();
+    JDB_ASSERT(self != NULL);   /* a running checkpoint implies fibers */
+    struct tab_waiter w = {.c = self, .next = t->ckpt_waiters};
+    t->ckpt_waiters = &w;
+    coro_park();
+    /* tab_ckpt_wake unlinked every waiter before waking them */
+  }
+  return JDB_OK;
+}
+
+struct tab_ckpt_fiber {
+  struct tab *t;
+};
+
+static void tab_ckpt_fiber_main(void *arg)
+{
+  struct tab *t = arg;
+  int rc = tab_ckpt_run(t);
+  if (rc && rc != JDB_ENOMEM)
+    LOG_WARN("tablet: background checkpoint failed: %d", rc);
+  t->ckpt_running = 0;
+  tab_ckpt_wake(t);
+}
+
+int tab_ckpt(struct tab *t, int force)
+{
+  tab_ckpt_wait(t);
+  if (force < 0)
+    return JDB_OK;
+  if (t->poison)
+    return t->poison;
+  int pending = 0;
+  for (size_t i = 0; i < t->ndrops; i++)
+    pending |= t->drops[i].pending;
+  if (!t->cur->frz) {
+    if (mt_count(t->cur->act->m) == 0 && !pending)
+      return JDB_OK;
+    int rc = tab_freeze(t);
+    if (rc)
+      return rc;
+  }
+  t->ckpt_running = 1;
+  int rc = tab_ckpt_run(t);
+  t->ckpt_running = 0;
+  tab_ckpt_wake(t);
+  return rc;
+}
+
+int tab_ckpt_maybe(struct tab *t)
+{
+  if (t->poison || mt_bytes(t->cur->act->m) < t->o.memtable_bytes)
+    return JDB_OK;
+  if (t->ckpt_running) {
+    /* Back-pressure: a second full memtable waits for the checkpoint in flight. */
+    if (mt_bytes(t->cur->act->m) >= 2 * t->o.memtable_bytes)
+      tab_ckpt_wait(t);
+    return JDB_OK;
+  }
+  if (!coro_self())
+    return tab_ckpt(t, 0);
+  if (!t->cur->frz) {
+    int rc = tab_freeze(t);
+    if (rc)
+      return rc;
+  }
+  t->ckpt_running = 1;
+  int rc = coro_spawn(coro_sched_self(), tab_ckpt_fiber_main, t, NULL);
+  if (rc) {
+    t->ckpt_running = 0;
+    return tab_ckpt(t, 0);
+  }
+  return JDB_OK;
+}
+
+int tab_checkpoint(struct tab *t)
+{
+  if (!t)
+    return JDB_EINVAL;
+  return tab_ckpt(t, 0);
+}
