@@ -26,6 +26,24 @@
 
 #define TAB_BATCH_MAX (1u << 20)
 
+static struct tab_acct *tab_acct_find(struct tab *t, uint32_t seg, int add);
+
+/* Make room for `need` elements of `size` bytes in *v (capacity *cap, doubled from `first`). */
+static int tab_grow(void **v, size_t *cap, size_t need, size_t size, size_t first)
+{
+  if (need <= *cap)
+    return JDB_OK;
+  size_t c = *cap ? *cap : first;
+  while (c < need)
+    c *= 2;
+  void *p = mem_realloc(*v, c * size);
+  if (!p)
+    return JDB_ENOMEM;
+  *v = p;
+  *cap = c;
+  return JDB_OK;
+}
+
 size_t tab_ikey(uint8_t *buf, uint64_t table, uint8_t space, const void *key, uint32_t klen)
 {
   be64_put(buf, table);
@@ -267,14 +285,8 @@ int tab_drop_add(struct tab *t, uint64_t id, int pending)
     t->drops[at].pending = pending;
     return JDB_OK;
   }
-  if (t->ndrops == t->cdrops) {
-    size_t cap = t->cdrops ? t->cdrops * 2 : 8;
-    struct tab_drop *d = mem_realloc(t->drops, cap * sizeof *d);
-    if (!d)
-      return JDB_ENOMEM;
-    t->drops = d;
-    t->cdrops = cap;
-  }
+  if (tab_grow((void **)&t->drops, &t->cdrops, t->ndrops + 1, sizeof *t->drops, 8))
+    return JDB_ENOMEM;
   size_t i = t->ndrops;
   while (i > 0 && t->drops[i - 1].id > id) {
     t->drops[i] = t->drops[i - 1];
@@ -613,30 +625,49 @@ static int tab_replay_rec(void *ud, const struct wal_rec *rec)
   return JDB_OK;
 }
 
-/* After replay: the value references the tree holds go into vlog's accounting (the memtable's
-   were added as they were applied), the id counter and the pending drops come from the catalog. */
+/* After replay: the counts of out-of-line values the tree references, per log segment, come
+   from the catalog's ACCT space into vlog's accounting (the memtable's were added as they were
+   applied); the id counter and the pending drops come from the catalog too. */
 static int tab_recover_state(struct tab *t)
 {
-  if (t->cur->root) {
-    struct bt_cursor *c = mem_malloc(sizeof *c);
-    if (!c)
-      return JDB_ENOMEM;
-    bt_cursor_init(c, t->pg, t->cur->root);
-    int rc = bt_cursor_first(c);
-    while (rc == JDB_OK) {
-      const struct bt_ent *e = bt_cursor_ent(c);
-      if (e->kind == BT_VREF)
-        rc = vlog_account_add(t->vlog, (struct wal_vref){.pos = e->vpos, .len = e->vlen});
-      if (rc == JDB_OK)
-        rc = bt_cursor_next(c);
-    }
-    bt_cursor_close(c);
-    mem_free(c);
-    if (rc != JDB_NOTFOUND)
-      return rc;
-  }
   struct tab_iter *it;
-  int rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_IDS, &it);
+  int rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_ACCT, &it);
+  if (rc)
+    return rc;
+  rc = tab_iter_first(it);
+  while (rc == JDB_OK) {
+    const void *k, *v;
+    size_t kl, vl;
+    tab_iter_key(it, &k, &kl);
+    rc = tab_iter_value(it, &v, &vl);
+    if (rc)
+      break;
+    if (kl != 4 || vl != 16) {
+      rc = JDB_CORRUPT("catalog log accounting entry", kl);
+      break;
+    }
+    const uint8_t *kb = k;
+    uint32_t seg = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 | (uint32_t)kb[2] << 8 | kb[3];
+    uint64_t values = le64_get(v), bytes = le64_get((const uint8_t *)v + 8);
+    struct tab_acct *a = values ? tab_acct_find(t, seg, 1) : NULL;
+    if (values && !a) {
+      rc = JDB_ENOMEM;
+      break;
+    }
+    if (a) {
+      a->values = values;
+      a->bytes = bytes;
+    }
+    rc = vlog_account_load(t->vlog, seg, values, bytes);
+    if (rc == JDB_EINVAL)
+      rc = JDB_CORRUPT("catalog log accounting entry", seg);
+    if (rc == JDB_OK)
+      rc = tab_iter_next(it);
+  }
+  tab_iter_close(it);
+  if (rc != JDB_NOTFOUND)
+    return rc;
+  rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_IDS, &it);
   if (rc)
     return rc;
   rc = tab_iter_last(it);
@@ -677,20 +708,58 @@ static void tab_pruned(void *ud, uint64_t vpos, uint32_t vlen)
 {
   struct tab *t = ud;
   tab_dead_note(t, vpos, vlen);
+  if (tab_acct_delta(t, vpos, vlen, -1))
+    t->dead_oom = 1;
   t->st.versions_pruned++;
+}
+
+static struct tab_acct *tab_acct_find(struct tab *t, uint32_t seg, int add)
+{
+  size_t lo = 0, hi = t->nacct;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (t->acct[mid].seg < seg)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < t->nacct && t->acct[lo].seg == seg)
+    return &t->acct[lo];
+  if (!add)
+    return NULL;
+  if (tab_grow((void **)&t->acct, &t->cacct, t->nacct + 1, sizeof *t->acct, 16))
+    return NULL;
+  memmove(t->acct + lo + 1, t->acct + lo, (t->nacct - lo) * sizeof *t->acct);
+  t->nacct++;
+  t->acct[lo] = (struct tab_acct){.seg = seg};
+  return &t->acct[lo];
+}
+
+int tab_acct_delta(struct tab *t, uint64_t vpos, uint32_t vlen, int sign)
+{
+  struct tab_acct *a = tab_acct_find(t, LOG_POS_SEG(vpos), 1);
+  if (!a)
+    return JDB_ENOMEM;
+  if (!a->dirty) {
+    a->dirty = 1;
+    a->nvalues = a->values;
+    a->nbytes = a->bytes;
+  }
+  if (sign > 0) {
+    a->nvalues++;
+    a->nbytes += vlen;
+  } else {
+    a->nvalues = a->nvalues ? a->nvalues - 1 : 0;
+    a->nbytes = a->nbytes >= vlen ? a->nbytes - vlen : 0;
+  }
+  return JDB_OK;
 }
 
 void tab_dead_note(struct tab *t, uint64_t vpos, uint32_t vlen)
 {
-  if (t->ndead + 2 > t->cdead) {
-    size_t cap = t->cdead ? t->cdead * 2 : 1024;
-    uint64_t *p = mem_realloc(t->dead, cap * sizeof *p);
-    if (!p) {
-      t->dead_oom = 1;
-      return;
-    }
-    t->dead = p;
-    t->cdead = cap;
+  if (tab_grow((void **)&t->dead, &t->cdead, t->ndead + 2, sizeof *t->dead, 1024)) {
+    t->dead_oom = 1;
+    return;
   }
   t->dead[t->ndead++] = vpos;
   t->dead[t->ndead++] = vlen;
@@ -713,6 +782,7 @@ static void tab_free(struct tab *t)
   mem_free(t->vrefs);
   mem_free(t->aops);
   mem_free(t->dead);
+  mem_free(t->acct);
   mem_free(t);
 }
 
@@ -828,4 +898,71 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out)
   out->frozen_bytes = t->cur->frz ? mt_bytes(t->cur->frz->m) : 0;
   out->tree_root = t->cur->root;
   out->generation = t->cur->gen;
+}
+
+int tab_check(struct tab *t)
+{
+  if (!t)
+    return JDB_EINVAL;
+  uint64_t root = t->cur->root;
+  int rc = pg_check(t->pg);
+  if (rc == JDB_OK && root)
+    rc = bt_check(t->pg, root, 1, NULL);
+  if (rc)
+    return rc;
+  /* count the tree's out-of-line values per segment, against the committed counts */
+  struct tab_acct *seen = NULL;
+  size_t nseen = 0, cseen = 0;
+  struct bt_cursor *c = mem_malloc(sizeof *c);
+  if (!c)
+    return JDB_ENOMEM;
+  bt_cursor_init(c, t->pg, root);
+  rc = root ? bt_cursor_first(c) : JDB_NOTFOUND;
+  while (rc == JDB_OK) {
+    const struct bt_ent *e = bt_cursor_ent(c);
+    if (e->kind == BT_VREF) {
+      uint32_t seg = LOG_POS_SEG(e->vpos);
+      size_t i = 0;
+      while (i < nseen && seen[i].seg != seg)
+        i++;
+      if (i == nseen) {
+        if (tab_grow((void **)&seen, &cseen, nseen + 1, sizeof *seen, 16)) {
+          rc = JDB_ENOMEM;
+          break;
+        }
+        seen[nseen++] = (struct tab_acct){.seg = seg};
+      }
+      seen[i].values++;
+      seen[i].bytes += e->vlen;
+    }
+    rc = bt_cursor_next(c);
+  }
+  bt_cursor_close(c);
+  mem_free(c);
+  if (rc == JDB_NOTFOUND) {
+    rc = JDB_OK;
+    for (size_t i = 0; i < nseen && rc == JDB_OK; i++) {
+      struct tab_acct *a = tab_acct_find(t, seen[i].seg, 0);
+      if (!a || a->values != seen[i].values || a->bytes != seen[i].bytes) {
+        LOG_ERROR("tablet: segment %u: the tree references %llu values (%llu bytes), the "
+                  "accounting says %llu (%llu)", seen[i].seg,
+                  (unsigned long long)seen[i].values, (unsigned long long)seen[i].bytes,
+                  a ? (unsigned long long)a->values : 0ull,
+                  a ? (unsigned long long)a->bytes : 0ull);
+        rc = JDB_CORRUPT("log accounting of a segment", seen[i].seg);
+      }
+    }
+    for (size_t i = 0; i < t->nacct && rc == JDB_OK; i++) {
+      size_t j = 0;
+      while (j < nseen && seen[j].seg != t->acct[i].seg)
+        j++;
+      if (j == nseen && t->acct[i].values) {
+        LOG_ERROR("tablet: segment %u: accounted %llu values the tree does not reference",
+                  t->acct[i].seg, (unsigned long long)t->acct[i].values);
+        rc = JDB_CORRUPT("log accounting of a segment", t->acct[i].seg);
+      }
+    }
+  }
+  mem_free(seen);
+  return rc;
 }

@@ -179,4 +179,9 @@ struct tab_stats {
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);
 
+/* Walk everything and check it (tests, `jdb check`): the tree (bt_check), pg's structures, and
+   that the per-segment counts of out-of-line values the checkpoints persisted equal what the
+   tree references. JDB_OK or JDB_ECORRUPT (logged). Reads the whole tree. */
+int tab_check(struct tab *t);
+
 #endif

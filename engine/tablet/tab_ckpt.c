@@ -88,6 +88,8 @@ static int tab_ckpt_ops(struct tab *t, struct tab_mt *frz, struct tab_ckpt_run *
       struct bt_op op = {.op = BT_OP_PUT, .kind = e.kind, .key = e.key, .klen = e.klen,
                          .seq = e.seq, .val = e.val, .vlen = e.vlen, .vpos = e.vpos};
       rc = tab_ops_push(&r->ops, &r->n, &r->cap, &op);
+      if (rc == JDB_OK && e.kind == BT_VREF)
+        rc = tab_acct_delta(t, e.vpos, e.vlen, +1);
       if (rc)
         return rc;
       prev = e.key;
@@ -140,6 +142,10 @@ static int tab_ckpt_erase(struct tab *t, uint64_t root, struct tab_ckpt_run *r)
                          .klen = e->klen, .seq = e->seq};
       r->kused += e->klen;
       tab_dead(t, e->kind, e->vpos, e->vlen);
+      if (e->kind == BT_VREF && tab_acct_delta(t, e->vpos, e->vlen, -1)) {
+        rc = JDB_ENOMEM;
+        break;
+      }
       rc = tab_ops_push(&r->erase, &r->nerase, &r->cerase, &op);
       if (rc == JDB_OK)
         rc = bt_cursor_next(c);
@@ -160,6 +166,42 @@ static int tab_ckpt_erase(struct tab *t, uint64_t root, struct tab_ckpt_run *r)
   for (size_t i = 0; i < r->nerase; i++)
     r->erase[i].key = r->keys + (uintptr_t)r->erase[i].key;
   t->st.drop_entries_erased += r->nerase;
+  return rc;
+}
+
+/* Step 2c, after the other runs: the changed per-segment counts of the tree's out-of-line values
+   as catalog ACCT entries (seq: the checkpoint's seq_max; pruning drops the older ones). */
+static int tab_ckpt_acct(struct tab *t, uint64_t seq)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < t->nacct; i++)
+    n += t->acct[i].dirty;
+  if (!n)
+    return JDB_OK;
+  struct bt_op *ops = mem_malloc(n * sizeof *ops);
+  uint8_t *kv = mem_malloc(n * (13u + 16u));
+  if (!ops || !kv) {
+    mem_free(ops);
+    mem_free(kv);
+    return JDB_ENOMEM;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < t->nacct; i++) {
+    const struct tab_acct *a = &t->acct[i];
+    if (!a->dirty)
+      continue;
+    uint8_t *key = kv + k * 29u, *val = key + 13;
+    uint8_t seg[4] = {(uint8_t)(a->seg >> 24), (uint8_t)(a->seg >> 16), (uint8_t)(a->seg >> 8),
+                      (uint8_t)a->seg};
+    tab_ikey(key, 0, TAB_SPACE_ACCT, seg, 4);
+    le64_put(val, a->nvalues);
+    le64_put(val + 8, a->nbytes);
+    ops[k++] = (struct bt_op){.op = BT_OP_PUT, .kind = BT_INLINE, .key = key, .klen = 13,
+                              .seq = seq, .val = val, .vlen = 16};
+  }
+  int rc = bt_apply(t->bt, ops, n, NULL);
+  mem_free(ops);
+  mem_free(kv);
   return rc;
 }
 
@@ -224,6 +266,8 @@ static int tab_ckpt_run(struct tab *t)
   struct tab_mt *frz = v->frz;
   struct tab_ckpt_run r = {0};
   t->ndead = 0;
+  for (size_t i = 0; i < t->nacct; i++)
+    t->acct[i].dirty = 0;
   int rc = tab_ckpt_ops(t, frz, &r);
   if (rc == JDB_OK)
     rc = tab_ckpt_erase(t, v->root, &r);
@@ -231,6 +275,8 @@ static int tab_ckpt_run(struct tab *t)
     rc = bt_apply(t->bt, r.erase, r.nerase, NULL);
   if (rc == JDB_OK && r.n)
     rc = bt_apply(t->bt, r.ops, r.n, NULL);
+  if (rc == JDB_OK)
+    rc = tab_ckpt_acct(t, frz->seq_max);
   uint64_t replay = frz->end_pos;
   if (rc == JDB_OK)
     rc = wal_wait(t->wal, replay, WAL_DURABLE);
@@ -242,6 +288,14 @@ static int tab_ckpt_run(struct tab *t)
     rc = pg_commit(t->pg, &next);
   }
   if (rc == JDB_OK) {
+    for (size_t i = 0; i < t->nacct; i++) {
+      struct tab_acct *a = &t->acct[i];
+      if (a->dirty) {
+        a->values = a->nvalues;
+        a->bytes = a->nbytes;
+        a->dirty = 0;
+      }
+    }
     for (size_t i = 0; i + 1 < t->ndead; i += 2) {
       struct wal_vref ref = {.pos = t->dead[i], .len = (uint32_t)t->dead[i + 1]};
       vlog_account_dead(t->vlog, ref);

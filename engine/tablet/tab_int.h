@@ -22,6 +22,8 @@ enum {
   TAB_SPACE_NAME = 0x01,   /* name -> meta (TAB_META_LEN bytes, below) */
   TAB_SPACE_IDS = 0x02,    /* id (8, big-endian) -> state (u8: 0 live, 1 dropped) ‖ name */
   TAB_SPACE_DROPQ = 0x03,  /* id (8, big-endian) -> empty: data still to be removed */
+  TAB_SPACE_ACCT = 0x04,   /* log segment (4, big-endian) -> u64 values, u64 bytes (LE): the
+                              out-of-line values the tree references there */
 };
 /* meta: u8 format (1), u64 id, u64 created_sec, u64 parent_id, u64 fork_seq, u64 import_mark
    (all little-endian). */
@@ -55,6 +57,16 @@ struct tab_snap {
 struct tab_waiter {
   struct coro *c;
   struct tab_waiter *next;
+};
+
+/* Out-of-line values the committed tree references in one log segment (persisted in the
+   catalog's ACCT space by every checkpoint that changes them), and the counts the checkpoint in
+   progress will commit. */
+struct tab_acct {
+  uint32_t seg;
+  int dirty;
+  uint64_t values, bytes;       /* committed */
+  uint64_t nvalues, nbytes;     /* after the checkpoint in progress */
 };
 
 /* Ids of dropped tables: pending (data still in the tree) or finished this session. Sorted. */
@@ -91,11 +103,15 @@ struct tab {
   uint64_t *dead;          /* position, length pairs */
   size_t ndead, cdead;
   int dead_oom;            /* a report was lost: no segment is released until reopen */
+  struct tab_acct *acct;   /* sorted by seg */
+  size_t nacct, cacct;
   struct tab_stats st;
 };
 
 /* Remember a dead log value of the checkpoint in progress. */
 void tab_dead_note(struct tab *t, uint64_t vpos, uint32_t vlen);
+/* The checkpoint in progress adds (sign > 0) or removes a tree reference to a log value. */
+int tab_acct_delta(struct tab *t, uint64_t vpos, uint32_t vlen, int sign);
 
 /* Composite key: table ‖ space ‖ key into buf (TAB_IKEY_MAX + 1 bytes); returns its length. */
 size_t tab_ikey(uint8_t *buf, uint64_t table, uint8_t space, const void *key, uint32_t klen);

@@ -588,6 +588,20 @@ int vlog_account_add(struct vlog *v, struct wal_vref ref)
   return JDB_OK;
 }
 
+int vlog_account_load(struct vlog *v, uint32_t seg, uint64_t values, uint64_t bytes)
+{
+  if (!v || seg == 0 || (values == 0) != (bytes == 0) || bytes < values)
+    return JDB_EINVAL;
+  if (values == 0)
+    return JDB_OK;
+  struct vlog_seg_info *s = vlog_acct_get(v, seg);
+  if (!s)
+    return JDB_ENOMEM;
+  s->live_values += values;
+  s->live_bytes += bytes;
+  return JDB_OK;
+}
+
 int vlog_account_dead(struct vlog *v, struct wal_vref ref)
 {
   if (!v || ref.len == 0 || LOG_POS_SEG(ref.pos) == 0)

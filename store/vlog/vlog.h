@@ -93,6 +93,10 @@ int vlog_read(struct vlog *v, struct wal_vref ref, void *dst);
 /* A value now referenced (written by a batch, or loaded from the index at recovery).
    JDB_OK, JDB_EINVAL (NULL v, ref.len 0, segment 0), JDB_ENOMEM. */
 int vlog_account_add(struct vlog *v, struct wal_vref ref);
+/* Many values of segment seg at once (an engine restoring counts it persisted): values values
+   of bytes bytes in total. JDB_OK, JDB_EINVAL (NULL v, segment 0, only one of the counts zero, or
+   fewer bytes than values), JDB_ENOMEM. */
+int vlog_account_load(struct vlog *v, uint32_t seg, uint64_t values, uint64_t bytes);
 /* A value no longer referenced (overwritten, deleted, out of retention). Same errors. */
 int vlog_account_dead(struct vlog *v, struct wal_vref ref);
 

@@ -729,6 +729,18 @@ static void test_accounting(void **state)
   struct vlog_stats st;
   vlog_stats_get(e.v, &st);
   assert_int_equal(st.acct_underflows, 1);
+  /* Bulk load (an engine restoring persisted counts) adds to what is there. */
+  assert_int_equal(vlog_account_load(e.v, 5, 3, 3000), JDB_OK);
+  assert_int_equal(vlog_account_get(e.v, 5, &si), JDB_OK);
+  assert_int_equal(si.live_values, 4);
+  assert_int_equal(si.live_bytes, 7096);
+  assert_int_equal(vlog_account_load(e.v, 9, 0, 0), JDB_OK);
+  assert_int_equal(vlog_account_get(e.v, 9, &si), JDB_NOTFOUND);
+  assert_int_equal(vlog_account_load(e.v, 0, 1, 1), JDB_EINVAL);
+  assert_int_equal(vlog_account_load(e.v, 9, 0, 5), JDB_EINVAL);
+  assert_int_equal(vlog_account_load(e.v, 9, 5, 0), JDB_EINVAL);
+  assert_int_equal(vlog_account_load(e.v, 9, 5, 4), JDB_EINVAL);
+  assert_int_equal(vlog_account_load(NULL, 9, 1, 1), JDB_EINVAL);
 
   /* The model's own writes: live bytes per segment equal the sum of live refs there. */
   struct tutil_rng r;
