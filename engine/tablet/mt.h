@@ -39,7 +39,8 @@ struct mt_ent {
 
 struct mt;
 
-/* chunk_bytes: arena chunk size (0 = 1 MiB; at least 64 KiB). JDB_OK, JDB_EINVAL, JDB_ENOMEM. */
+/* chunk_bytes: arena chunk size (0 = 1 MiB; 64 KiB .. 1 GiB, rounded down to 16). JDB_OK,
+   JDB_EINVAL, JDB_ENOMEM. */
 int mt_create(size_t chunk_bytes, struct mt **out);
 void mt_destroy(struct mt *m);   /* NULL is a no-op */
 
@@ -49,8 +50,9 @@ void mt_destroy(struct mt *m);   /* NULL is a no-op */
 int mt_put(struct mt *m, const void *key, uint32_t klen, uint64_t seq, uint8_t kind,
            const void *val, uint32_t vlen, uint64_t vpos);
 
-/* Newest entry of key with seq <= snap_seq (a tombstone is returned as an entry). JDB_OK or
-   JDB_NOTFOUND. out->key points into the memtable. */
+/* Newest entry of key with seq <= snap_seq (a tombstone is returned as an entry). JDB_OK,
+   JDB_NOTFOUND, JDB_EINVAL (NULL argument, klen 0 or above 1152; *out zeroed). out->key points
+   into the memtable. */
 int mt_get(const struct mt *m, const void *key, uint32_t klen, uint64_t snap_seq,
            struct mt_ent *out);
 
@@ -60,7 +62,8 @@ uint64_t mt_count(const struct mt *m);
 uint64_t mt_seq_max(const struct mt *m);
 
 /* Cursor over every entry (all versions). Positioned calls return JDB_OK or JDB_NOTFOUND (then
-   unpositioned). A cursor needs no closing. */
+   unpositioned); JDB_EINVAL for a cursor of a NULL memtable or a bad seek key (as mt_get). A
+   cursor needs no closing. */
 struct mt_cursor {
   const struct mt *m;
   const void *node;      /* NULL when unpositioned */
