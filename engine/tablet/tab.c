@@ -575,14 +575,29 @@ struct tab_replay {
   size_t cap;
 };
 
+/* A GC move found by replay: applied if the moved version is still the newest (as the live GC
+   decided, at the same point of the history). */
+static int tab_replay_move(void *ud, const struct vlog_move_entry *e)
+{
+  struct tab *t = ud;
+  int rc = tab_gc_current(t, e->table_id, e->key, e->klen, e->seq, e->old_ref);
+  if (rc == 1)
+    rc = tab_gc_redirect(t, e->table_id, e->key, e->klen, e->seq, e->new_ref);
+  if (rc == 1) {
+    t->st.moves_replayed++;
+    rc = vlog_account_add(t->vlog, e->new_ref);
+  }
+  return rc < 0 ? rc : JDB_OK;
+}
+
 static int tab_replay_rec(void *ud, const struct wal_rec *rec)
 {
   struct tab_replay *r = ud;
   struct tab *t = r->t;
-  if (rec->type != LOG_REC_BATCH) {
-    /* MOVE records come from log GC, which this engine version does not run. */
+  if (rec->type == LOG_REC_MOVE)
+    return vlog_move_decode(rec, tab_replay_move, t);
+  if (rec->type != LOG_REC_BATCH)
     return JDB_CORRUPT("log record of a kind this engine does not write", rec->pos);
-  }
   struct wal_batch b;
   int rc = wal_batch_open(rec, &b);
   if (rc)
@@ -703,14 +718,17 @@ static int tab_recover_state(struct tab *t)
   return rc == JDB_NOTFOUND ? JDB_OK : rc;
 }
 
-/* A version the tree dropped while a checkpoint applied a newer one: its log bytes are dead. */
-static void tab_pruned(void *ud, uint64_t vpos, uint32_t vlen)
+/* An out-of-line value left the tree in a checkpoint's run. Pruned (a newer version came) or
+   erased (a dropped table): its log bytes are dead. Replaced (a log GC move reached the tree):
+   the old copy's segment is gone already, vlog forgot it; only the tree's counts change. */
+static void tab_pruned(void *ud, uint64_t vpos, uint32_t vlen, int why)
 {
   struct tab *t = ud;
-  tab_dead_note(t, vpos, vlen);
+  if (why != BT_GONE_REPLACED)
+    tab_dead_note(t, vpos, vlen);
   if (tab_acct_delta(t, vpos, vlen, -1))
     t->dead_oom = 1;
-  t->st.versions_pruned++;
+  t->st.versions_pruned += why == BT_GONE_PRUNED;
 }
 
 static struct tab_acct *tab_acct_find(struct tab *t, uint32_t seg, int add)

@@ -175,6 +175,9 @@ struct tab_stats {
   uint64_t segments_released;     /* log segments dropped after checkpoints */
   uint64_t versions_pruned;       /* versions dropped by checkpoints */
   uint64_t drop_entries_erased;   /* tree entries of dropped tables removed */
+  uint64_t gc_segments;           /* log segments collected by GC (live values moved) */
+  uint64_t gc_values_moved;
+  uint64_t moves_replayed;        /* GC moves applied again by recovery */
   uint64_t snapshots;             /* live snapshots and iterators */
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);

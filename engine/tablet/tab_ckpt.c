@@ -140,12 +140,7 @@ static int tab_ckpt_erase(struct tab *t, uint64_t root, struct tab_ckpt_run *r)
       /* key holds an offset until the copies stop moving */
       struct bt_op op = {.op = BT_OP_ERASE, .key = (const void *)(uintptr_t)r->kused,
                          .klen = e->klen, .seq = e->seq};
-      r->kused += e->klen;
-      tab_dead(t, e->kind, e->vpos, e->vlen);
-      if (e->kind == BT_VREF && tab_acct_delta(t, e->vpos, e->vlen, -1)) {
-        rc = JDB_ENOMEM;
-        break;
-      }
+      r->kused += e->klen;   /* its value, if out of line, is reported by bt_apply */
       rc = tab_ops_push(&r->erase, &r->nerase, &r->cerase, &op);
       if (rc == JDB_OK)
         rc = bt_cursor_next(c);
@@ -230,6 +225,74 @@ static int tab_ckpt_release(struct tab *t, uint64_t replay_pos)
   }
   mem_free(segs);
   return rc;
+}
+
+/* Is the newest version of val's key, in the current view, the very value GC found? Then it is
+   live (1); else dead (0), or a negative error. Only the newest version counts: GC runs when no
+   older view (snapshot, iterator) is alive and no history is kept. */
+int tab_gc_current(struct tab *t, uint64_t table, const uint8_t *key, uint32_t klen, uint64_t seq,
+                   struct wal_vref ref)
+{
+  uint8_t ik[8 + WAL_KEY_MAX];
+  if (klen == 0 || klen > WAL_KEY_MAX)
+    return JDB_CORRUPT("log value key length", klen);
+  be64_put(ik, table);
+  memcpy(ik + 8, key, klen);
+  uint8_t vbuf[BT_INLINE_MAX];
+  struct bt_ent e;
+  int rc = tab_lookup(t, t->cur, UINT64_MAX, ik, 8 + klen, &e, vbuf);
+  if (rc == JDB_NOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  return e.seq == seq && e.kind == BT_VREF && e.vpos == ref.pos && e.vlen == ref.len;
+}
+
+/* The value now lives at new_ref: the active memtable gets (key, seq) -> new_ref, which reads
+   prefer over the tree's entry of the same seq, and which the next checkpoint puts in its place. */
+int tab_gc_redirect(struct tab *t, uint64_t table, const uint8_t *key, uint32_t klen, uint64_t seq,
+                    struct wal_vref new_ref)
+{
+  uint8_t ik[8 + WAL_KEY_MAX];
+  be64_put(ik, table);
+  memcpy(ik + 8, key, klen);
+  int rc = mt_put(t->cur->act->m, ik, 8 + klen, seq, MT_VREF, NULL, new_ref.len, new_ref.pos);
+  return rc == JDB_EEXIST ? 0 : rc ? rc : 1;
+}
+
+static int tab_gc_live(void *ud, const struct vlog_value *val)
+{
+  return tab_gc_current(ud, val->table_id, val->key, val->klen, val->seq, val->ref);
+}
+
+static int tab_gc_moved(void *ud, const struct vlog_value *val, struct wal_vref new_ref)
+{
+  struct tab *t = ud;
+  int rc = tab_gc_current(t, val->table_id, val->key, val->klen, val->seq, val->ref);
+  if (rc == 1)
+    rc = tab_gc_redirect(t, val->table_id, val->key, val->klen, val->seq, new_ref);
+  return rc;
+}
+
+/* Log GC after a checkpoint: segments before the replay position that are at most half live
+   get their live values re-appended (MOVE records) and are dropped. Only when nothing older than
+   the current view is read (an older root may reference values the current one does not). */
+static int tab_gc(struct tab *t)
+{
+  if (t->o.history_seconds || t->views.next != t->cur || t->cur->next != &t->views)
+    return JDB_OK;
+  struct vlog_gc_args a = {.replay_pos = pg_super(t->pg)->replay_pos, .max_segments = 2,
+                           .max_live_bytes = t->o.segment_bytes / 2, .live = tab_gc_live,
+                           .moved = tab_gc_moved, .ud = t};
+  struct vlog_gc_result res;
+  int rc = vlog_gc(t->vlog, &a, &res);
+  t->st.gc_segments += res.segments_dropped;
+  t->st.gc_values_moved += res.values_moved;
+  if (rc == JDB_EIO || rc == JDB_ENOSPC || rc == JDB_ENOMEM)
+    return rc;
+  if (rc)
+    LOG_WARN("tablet: log GC stopped: %d (the segment is kept)", rc);
+  return JDB_OK;
 }
 
 static int tab_freeze(struct tab *t)
@@ -325,8 +388,13 @@ static int tab_ckpt_run(struct tab *t)
       rc = tab_commit(t, 0, &op, &sp, 1, TAB_NOWAIT | TAB_NOCKPT, NULL);
     }
   }
-  if (rc == JDB_OK && !t->dead_oom)
+  /* An older view's root may reference values the new tree pruned: nothing is released or
+     collected while one is alive (a later checkpoint does it). */
+  int alone = t->views.next == t->cur && t->cur->next == &t->views;
+  if (rc == JDB_OK && !t->dead_oom && alone)
     rc = tab_ckpt_release(t, replay);
+  if (rc == JDB_OK && !t->dead_oom && alone)
+    rc = tab_gc(t);
   mem_free(r.ops);
   mem_free(r.erase);
   mem_free(r.keys);

@@ -8,6 +8,7 @@
 #include "bt.h"
 #include "mt.h"
 #include "tab.h"
+#include "wal.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -144,6 +145,13 @@ int tab_iter_open_space(struct tab *t, const struct tab_snap *snap, uint64_t tab
 int tab_ckpt(struct tab *t, int force);
 /* Called after a write: start a checkpoint when the active memtable is over budget. */
 int tab_ckpt_maybe(struct tab *t);
+/* Log GC (tab_ckpt.c), shared with replay of MOVE records: is (table, key, seq) -> ref the
+   newest version (1 / 0 / error), and point it at new_ref in the active memtable (1, or 0 when
+   the memtable has that version already). key is the logged key (space ‖ key). */
+int tab_gc_current(struct tab *t, uint64_t table, const uint8_t *key, uint32_t klen, uint64_t seq,
+                   struct wal_vref ref);
+int tab_gc_redirect(struct tab *t, uint64_t table, const uint8_t *key, uint32_t klen, uint64_t seq,
+                    struct wal_vref new_ref);
 /* Dropped-table ids. */
 int tab_drop_find(const struct tab *t, uint64_t id);   /* index or -1 */
 int tab_drop_add(struct tab *t, uint64_t id, int pending);

@@ -82,13 +82,17 @@ struct bt_opts {
   uint32_t inline_max;   /* longest inline value accepted (default BT_INLINE_DEF, <= BT_INLINE_MAX) */
   /* Version pruning (the engine's "newest version only" mode): a PUT of (key, s) also removes
      the entries of key with a seq below s that lie in the leaf it lands in (versions spread over
-     several leaves keep those in other leaves until a later run reaches them). After a run
-     succeeds, pruned() is called once per removed BT_VREF entry (its value's position and
-     length), so the caller can account the log bytes as dead; a failed run reports nothing. */
+     several leaves keep those in other leaves until a later run reaches them). */
   int prune_older;
-  void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen);
+  /* Optional: after a run succeeds, called once per BT_VREF entry that left the tree in it (its
+     value's position and length, and why: pruned, replaced by a PUT of the same key and seq with
+     another value, or erased), so the caller can account the log bytes; a failed run reports
+     nothing. */
+  void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen, int why);
   void *pruned_ud;
 };
+
+enum { BT_GONE_PRUNED = 1, BT_GONE_REPLACED = 2, BT_GONE_ERASED = 3 };
 
 struct bt_apply_stats {
   uint64_t inserted, replaced, erased, erase_missing;   /* what the ops did */

@@ -81,9 +81,9 @@ struct bt {
   struct bt_apply_stats st;
   /* version pruning (bt_opts.prune_older) */
   int prune;
-  void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen);
+  void (*pruned)(void *ud, uint64_t vpos, uint32_t vlen, int why);
   void *pruned_ud;
-  struct bt_u64s pv;                     /* pruned VREF entries: position, length pairs */
+  struct bt_u64s pv;                     /* VREF entries gone: position, length, why triples */
   uint32_t *ends[BT_HEIGHT_MAX];         /* per branch level: ops per child (bt_ax_node) */
   uint64_t *pfs[BT_HEIGHT_MAX];          /* per branch level: children to prefetch */
 };
@@ -831,6 +831,19 @@ static int bt_fix_level(struct bt_ax *ax, struct bt_vec *v, uint32_t level)
    is the old one with the changes spliced in: untouched entries are copied in blocks, only the
    ops are encoded. Returns 0 (nothing done) when the ops touch an end of the leaf or the result
    does not fit one page; then the general merge runs. */
+/* An out-of-line value leaves the tree with this run (reported to the caller if it succeeds). */
+static int bt_gone(struct bt *t, const struct bt_item *old, int why)
+{
+  if (old->kind != BT_VREF || !t->pruned)
+    return JDB_OK;
+  int rc = bt_u64s_push(&t->pv, old->v64);
+  if (rc == JDB_OK)
+    rc = bt_u64s_push(&t->pv, old->vlen);
+  if (rc == JDB_OK)
+    rc = bt_u64s_push(&t->pv, (uint64_t)why);
+  return rc;
+}
+
 /* Entry i of leaf l (if any) has the key of op o. o's key lies inside the leaf's key range, so it
    carries the leaf's prefix. */
 static int bt_leaf_same_key(const struct bt_leaf *l, uint32_t i, const struct bt_op *o)
@@ -877,6 +890,8 @@ static int bt_leaf_splice(struct bt_ax *ax, uint64_t pgno, const struct bt_leaf 
     pos[j] = i | (eq ? 1u << 31 : 0u);
     if (t->prune && o->op == BT_OP_PUT && bt_leaf_same_key(l, i + (uint32_t)eq, o))
       return 0;   /* an older version to prune: the general merge drops it */
+    if (eq && t->pruned)
+      return 0;   /* an entry replaced or erased: the general merge reports its value */
     if (eq) {
       const uint8_t *ee = i + 1 < l->n ? page + le16_get(oslot + BT_LSLOT * (i + 1)) : end;
       used -= BT_LSLOT + (ee - bt_leaf_ent(l, i));
@@ -1006,11 +1021,7 @@ static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, 
     if (c < 0 && putk && old.klen == putkl && memcmp(old.key, putk, putkl) == 0) {
       changes++;                            /* an older version of a key just put: pruned */
       t->st.pruned++;
-      if (old.kind == BT_VREF) {
-        rc = bt_u64s_push(&t->pv, old.v64);
-        if (rc == JDB_OK)
-          rc = bt_u64s_push(&t->pv, old.vlen);
-      }
+      rc = bt_gone(t, &old, BT_GONE_PRUNED);
     } else if (c < 0) {
       rc = bt_vec_push(e, &old);            /* an entry no op touches */
     } else {
@@ -1027,9 +1038,12 @@ static int bt_ax_leaf(struct bt_ax *ax, uint64_t pgno, const struct bt_op *ops, 
           t->st.replaced++;
         else
           t->st.inserted++;
+        if (c == 0 && rc == JDB_OK && !(it.kind == BT_VREF && it.v64 == old.v64))
+          rc = bt_gone(t, &old, BT_GONE_REPLACED);
       } else if (c == 0) {
         changes++;                          /* erased: the old entry is not pushed */
         t->st.erased++;
+        rc = bt_gone(t, &old, BT_GONE_ERASED);
       } else {
         t->st.erase_missing++;
       }
@@ -1273,8 +1287,8 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
       pg_free(t->pg, t->dfree.v[i]);
     t->st.pages_freed += t->dfree.n;
     t->root = root;
-    for (size_t i = 0; t->pruned && i + 1 < t->pv.n; i += 2)
-      t->pruned(t->pruned_ud, t->pv.v[i], (uint32_t)t->pv.v[i + 1]);
+    for (size_t i = 0; t->pruned && i + 2 < t->pv.n + 1; i += 3)
+      t->pruned(t->pruned_ud, t->pv.v[i], (uint32_t)t->pv.v[i + 1], (int)t->pv.v[i + 2]);
   } else {
     t->st.pruned = pruned0;
     for (size_t i = 0; i < t->allocd.n; i++)

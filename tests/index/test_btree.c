@@ -3578,13 +3578,17 @@ struct prune_seen {
   uint8_t *hit;      /* per key index: reported (vpos = index + 1) */
   size_t nkeys;
   uint64_t bad;
+  uint64_t why[4];
 };
 
-static void prune_cb(void *ud, uint64_t vpos, uint32_t vlen)
+static void prune_cb(void *ud, uint64_t vpos, uint32_t vlen, int why)
 {
   struct prune_seen *p = ud;
   p->n++;
-  if (vpos == 0 || vpos > p->nkeys || vlen != 100 || p->hit[vpos - 1])
+  p->why[why & 3]++;
+  if (why == BT_GONE_REPLACED || why == BT_GONE_ERASED)
+    return;
+  if (why != BT_GONE_PRUNED || vpos == 0 || vpos > p->nkeys || vlen != 100 || p->hit[vpos - 1])
     p->bad++;
   else
     p->hit[vpos - 1] = 1;
@@ -3699,6 +3703,24 @@ static void test_prune(void **state)
   print_message("  pruned %llu + %llu versions, %llu reported out of line, %llu left in a "
                 "neighbouring leaf\n", (unsigned long long)pruned2, (unsigned long long)pruned3,
                 (unsigned long long)seen.n, (unsigned long long)stale);
+  /* a put of the same key and seq with another value, and an erase, report the value too */
+  size_t k2 = 2;   /* even (out of line), untouched by runs 2 and 3, as is k2 + 2 */
+  assert_int_equal(seen.hit[k2], 0);
+  ops[0] = (struct bt_op){.op = BT_OP_PUT, .key = keys[k2], .klen = 7, .seq = 1,
+                          .kind = BT_VREF, .vlen = 100, .vpos = 777777};
+  assert_int_equal(bt_apply(e.t, ops, 1, &st), JDB_OK);
+  assert_int_equal(st.replaced, 1);
+  assert_int_equal(seen.why[BT_GONE_REPLACED], 1);
+  ops[0] = (struct bt_op){.op = BT_OP_ERASE, .key = keys[k2], .klen = 7, .seq = 1};
+  assert_int_equal(bt_apply(e.t, ops, 1, &st), JDB_OK);
+  assert_int_equal(seen.why[BT_GONE_ERASED], 1);
+  /* the same value put again is no change of reference: not reported */
+  ops[0] = (struct bt_op){.op = BT_OP_PUT, .key = keys[k2 + 2], .klen = 7, .seq = 1,
+                          .kind = BT_VREF, .vlen = 100, .vpos = k2 + 3};
+  assert_int_equal(bt_apply(e.t, ops, 1, &st), JDB_OK);
+  assert_int_equal(seen.why[BT_GONE_REPLACED], 1);
+  env_commit_ok(&e);
+  root = bt_root(e.t);
   /* without pruning, the same put keeps the old version */
   struct bt *plain;
   assert_int_equal(bt_open(e.p, NULL, root, &plain), JDB_OK);
