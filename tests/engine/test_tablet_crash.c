@@ -7,9 +7,9 @@
  * later op wins), deletes (of present and absent keys), values of 0 .. 1500 bytes (inline and out
  * of line, the 256-byte threshold hit exactly now and then), keys of 6 .. 1024 bytes, some
  * TAB_SYNC writes, tab_flush calls, explicit tab_checkpoint calls and automatic ones
- * (memtable_bytes 1 MiB), log segments of 1 MiB that roll and are released by checkpoints, and a
- * third table "gamma" created a quarter of the way in, written to, and dropped at 55% (its data is
- * erased by the checkpoints after that).
+ * (memtable_bytes 1 MiB), log segments of 1 MiB that roll and are released (or collected by log
+ * GC, their live values moved) after checkpoints, and a third table "gamma" created a quarter of
+ * the way in, written to, and dropped at 55% (its data is erased by the checkpoints after that).
  *
  * Four configurations (g_cfgs): "direct" (pages O_DIRECT on the build's file system), "tmpfs"
  * (the same in a /dev/shm directory: what survives a crash is decided by the faulty backend, not
@@ -599,6 +599,7 @@ struct runres {
   uint64_t bg_freezes;  /* ops that returned with a frozen memtable (its checkpoint running) */
   uint64_t ckpts;       /* checkpoints completed */
   uint64_t released, erased;   /* log segments released, dropped tables' entries erased */
+  uint64_t gc_segs, gc_moved;  /* log GC: segments collected, values moved */
 };
 
 static const char *op_desc(const struct plan *p, size_t i, char *buf, size_t cap)
@@ -674,6 +675,8 @@ static void plan_run(struct tab *t, const struct plan *p, struct runres *rr)
     rr->ckpts = after.checkpoints;
     rr->released = after.segments_released;
     rr->erased = after.drop_entries_erased;
+    rr->gc_segs = after.gc_segments;
+    rr->gc_moved = after.gc_values_moved;
     for (uint64_t k = before.checkpoints; k < after.checkpoints; k++) {
       size_t upto = i + 1;            /* frozen during this op */
       if (nfreeze) {
@@ -757,7 +760,8 @@ struct pres {
   uint8_t fired, opened_first, close_failed, more;
   uint32_t lost;            /* issued ops not recovered */
   uint32_t reopens;
-  uint32_t ckpts, bg_freezes, released, erased;   /* of the run until the crash (runres) */
+  uint32_t ckpts, bg_freezes, released, erased, gc_segs, gc_moved;   /* of the run (runres) */
+  uint32_t moves_replayed;      /* by the first recovery */
   char msg[1200];
 };
 
@@ -925,6 +929,8 @@ static void crash_point(struct worker *wk, const struct pt *pt, struct pres *pr,
     pr->bg_freezes = (uint32_t)rr.bg_freezes;
     pr->released = (uint32_t)rr.released;
     pr->erased = (uint32_t)rr.erased;
+    pr->gc_segs = (uint32_t)rr.gc_segs;
+    pr->gc_moved = (uint32_t)rr.gc_moved;
     rc = tab_close(t);
     t = NULL;
     pr->close_failed = rc != JDB_OK;
@@ -948,8 +954,12 @@ static void crash_point(struct worker *wk, const struct pt *pt, struct pres *pr,
     abort();
   if (res == 0)
     res = reopen(wk, ctx, c, !pr->opened_first, &t, pr, &e);
-  if (res == 0)
+  if (res == 0) {
+    struct tab_stats st;
+    tab_stats_get(t, &st);
+    pr->moves_replayed = (uint32_t)st.moves_replayed;
     res = read_state(t, &wk->r1, &e);
+  }
   size_t best = 0;
   if (res == 0) {
     /* The longest prefix in [durable, issued] whose model equals what was read, and the one
@@ -1194,11 +1204,12 @@ static void test_crash_sweep(void **state)
     }
     print_message("[ info ] %s (%s): %zu ops (%zu puts and deletes), %llu I/O ops (%llu syncs "
                   "and directory ops), %u checkpoints (%u still running when the op that froze "
-                  "the memtable returned), %u log segments released, %u entries of the dropped "
-                  "table erased; run, check and reopens %.0f ms\n", g_cfgs[c].name,
-                  g_cfgs[c].tmpfs && shm ? shm : wk.base, p.nops, p.nw,
-                  (unsigned long long)g_cfgs[c].nall, (unsigned long long)g_cfgs[c].nsync,
-                  pr.ckpts, pr.bg_freezes, pr.released, pr.erased, (now_sec() - t1) * 1000);
+                  "the memtable returned), %u log segments released, %u collected by log GC "
+                  "(%u values moved), %u entries of the dropped table erased; run, check and "
+                  "reopens %.0f ms\n", g_cfgs[c].name, g_cfgs[c].tmpfs && shm ? shm : wk.base,
+                  p.nops, p.nw, (unsigned long long)g_cfgs[c].nall,
+                  (unsigned long long)g_cfgs[c].nsync, pr.ckpts, pr.bg_freezes, pr.released,
+                  pr.gc_segs, pr.gc_moved, pr.erased, (now_sec() - t1) * 1000);
   }
 
   /* The crash points. */
@@ -1284,7 +1295,7 @@ static void test_crash_sweep(void **state)
   double el = now_sec() - t2;
 
   uint64_t fired = 0, unfired = 0, open_failed = 0, close_failed = 0, more = 0, lost = 0,
-           reopens = 0, cnt[NCFG] = {0};
+           reopens = 0, moves = 0, cnt[NCFG] = {0};
   char desc[256];
   struct kinds kd = {0};
   for (size_t i = 0; i < npts; i++) {
@@ -1307,6 +1318,7 @@ static void test_crash_sweep(void **state)
     more += pr->more;
     lost += pr->lost;
     reopens += pr->reopens;
+    moves += pr->moves_replayed > 0;
     if (pr->failed) {
       failures++;
       pt_describe(desc, sizeof desc, seed, &pts[i]);
@@ -1326,10 +1338,11 @@ static void test_crash_sweep(void **state)
                 el, nw, now_sec() - t0);
   print_message("[ info ] crashed %llu, crash point not reached %llu; first open failed %llu, "
                 "close failed %llu; recovered more than the durable prefix %llu times; %llu "
-                "issued ops lost in all; %llu reopens\n", (unsigned long long)fired,
-                (unsigned long long)unfired, (unsigned long long)open_failed,
-                (unsigned long long)close_failed, (unsigned long long)more,
-                (unsigned long long)lost, (unsigned long long)reopens);
+                "issued ops lost in all; %llu reopens; %llu recoveries replayed log GC moves\n",
+                (unsigned long long)fired, (unsigned long long)unfired,
+                (unsigned long long)open_failed, (unsigned long long)close_failed,
+                (unsigned long long)more, (unsigned long long)lost, (unsigned long long)reopens,
+                (unsigned long long)moves);
   munmap(res, rbytes);
   free(pts);
   free(wk.op_seq);

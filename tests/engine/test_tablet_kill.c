@@ -8,19 +8,19 @@
  * cycle c is 1 .. 16 puts and deletes (keys of 8 .. 1024 bytes out of 3000, values of 0 .. 1500
  * bytes, half of them inline, and now and then up to 16 KiB; a key twice in a batch now and then,
  * the later op wins), all derived from (seed, c, i). memtable_bytes is 1 MiB and segment_bytes
- * 1 MiB, so checkpoints run (and log segments roll and are released) in the middle of the writing;
- * one cycle in three the child writes from a fiber under fs_loop_run, so its checkpoints run in a
- * fiber of their own while the writing goes on. As soon as tab_write returned JDB_OK the child
- * publishes (i, seq) in a shared mmap'd array and then bumps the count (release order). The parent
- * waits until the child has opened the tablet, lets it run 5 .. 50 ms and kills it with SIGKILL
- * (one cycle in eight kills it 0 .. 10 ms after the fork instead, often during recovery), then
- * opens the tablet itself, checks it (tab_check: tree, pages, persisted log accounting) and reads
- * it in full (iterator and tab_get of every key). The state must equal the model after every
- * acknowledged batch, or after those plus the one batch the child may have issued without getting
- * to acknowledge it (a partially applied batch matches neither), and the recovered seq must name
- * the same point. One cycle in four the parent then closes the tablet (a checkpoint); otherwise it
- * ends as if it crashed too (see below), so the memtable's worth of log carries over to the next
- * child. The next cycle continues on the same directory.
+ * 1 MiB, so checkpoints run (and log segments roll, are released or collected by log GC) in the
+ * middle of the writing; one cycle in three the child writes from a fiber under fs_loop_run, so
+ * its checkpoints run in a fiber of their own while the writing goes on. As soon as tab_write
+ * returned JDB_OK the child publishes (i, seq) in a shared mmap'd array and then bumps the count
+ * (release order). The parent waits until the child has opened the tablet, lets it run 5 .. 50 ms
+ * and kills it with SIGKILL (one cycle in eight kills it 0 .. 10 ms after the fork instead, often
+ * during recovery), then opens the tablet itself, checks it (tab_check: tree, pages, persisted log
+ * accounting) and reads it in full (iterator and tab_get of every key). The state must equal the
+ * model after every acknowledged batch, or after those plus the one batch the child may have
+ * issued without getting to acknowledge it (a partially applied batch matches neither), and the
+ * recovered seq must name the same point. One cycle in four the parent then closes the tablet (a
+ * checkpoint); otherwise it ends as if it crashed too (see below), so the memtable's worth of log
+ * carries over to the next child. The next cycle continues on the same directory.
  *
  * Children alternate between io_uring and psync (psync only when the kernel refuses io_uring);
  * the parent uses the other one. A child never calls cmocka: problems end it with an exit status.
@@ -142,6 +142,7 @@ struct kshared {
   uint64_t n;               /* acknowledged batches published in acks[] */
   uint64_t ckpts;           /* checkpoints completed by the child (stats) */
   uint64_t segs_released;
+  uint64_t gc_segs;         /* log segments collected by GC in the child */
   struct kack acks[ACK_MAX];
 };
 
@@ -214,6 +215,7 @@ static void child_write(void *arg)
     tab_stats_get(k->t, &st);
     k->sh->ckpts = st.checkpoints;
     k->sh->segs_released = st.segments_released;
+    k->sh->gc_segs = st.gc_segments;
     __atomic_store_n(&k->sh->n, (uint64_t)i + 1, __ATOMIC_RELEASE);
   }
   _exit(CX_DONE);
@@ -399,7 +401,7 @@ static void test_kill9_cycles(void **state)
   uint64_t seq = 0;           /* the last seq the parent recovered */
   uint64_t acked_batches = 0, acked_ops = 0, next_recovered = 0, early_kills = 0,
            not_ready = 0, child_ckpts = 0, cycles_with_ckpt = 0, segs_released = 0,
-           full_at_open = 0;
+           full_at_open = 0, gc_segs = 0, moves_replayed = 0;
   double t0 = now_sec();
   for (uint32_t c = 0; c < cycles; c++) {
     memset(sh, 0, offsetof(struct kshared, acks));
@@ -438,6 +440,7 @@ static void test_kill9_cycles(void **state)
     child_ckpts += sh->ckpts;
     cycles_with_ckpt += sh->ckpts > 0;
     segs_released += sh->segs_released;
+    gc_segs += sh->gc_segs;
 
     /* The acknowledgements: batches 0 .. n-1 in order, seqs following the child's start. The
        first cycles' table create is a batch of its own. */
@@ -481,6 +484,7 @@ static void test_kill9_cycles(void **state)
     struct tab_stats st0;
     tab_stats_get(t, &st0);
     full_at_open += st0.checkpoints > 0;
+    moves_replayed += st0.moves_replayed > 0;
     if (!r->have_table && (had_table || ready))
       fail_msg("cycle %u: table %s is gone", c, TABLE_NAME);
     have_table = r->have_table;
@@ -529,13 +533,15 @@ static void test_kill9_cycles(void **state)
                 "of them before the child's open returned): %llu acknowledged batches (%llu ops), "
                 "last seq %llu, %u live keys; the unacknowledged batch recovered %llu times; "
                 "checkpoints completed in the children %llu (in %llu cycles), log segments "
-                "released there %llu; recoveries that found the memtable full (the child was "
-                "killed in or right before a checkpoint) %llu\n", cycles, now_sec() - t0,
+                "released there %llu, collected by log GC %llu; recoveries that found the "
+                "memtable full (the child was killed in or right before a checkpoint) %llu, that "
+                "replayed log GC moves %llu\n", cycles, now_sec() - t0,
                 (unsigned long long)early_kills, (unsigned long long)not_ready,
                 (unsigned long long)acked_batches, (unsigned long long)acked_ops,
                 (unsigned long long)seq, live, (unsigned long long)next_recovered,
                 (unsigned long long)child_ckpts, (unsigned long long)cycles_with_ckpt,
-                (unsigned long long)segs_released, (unsigned long long)full_at_open);
+                (unsigned long long)segs_released, (unsigned long long)gc_segs,
+                (unsigned long long)full_at_open, (unsigned long long)moves_replayed);
   assert_true(acked_batches > cycles);
   rstate_clear(r);
   free(r);
