@@ -1422,7 +1422,7 @@ static uint32_t fw_check(struct tab *t, uint64_t table, const struct fw *f, char
 static void test_writer_fibers(void **state)
 {
   (void)state;
-  const char *dir = tutil_tmpdir("tab_fibers");
+  const char *dir = tutil_tmpdir("tab_crash_fibers");
   struct fs_ctx *ctx = ctx_new(tutil_seed());
   assert_non_null(ctx);
   struct tab_opts o = {.memtable_bytes = 64 * MIB, .segment_bytes = MIB, .create_if_missing = 1};
