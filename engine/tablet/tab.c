@@ -218,11 +218,64 @@ static int tab_poison(struct tab *t, int rc)
   return rc;
 }
 
+/* One commit at a time from taking its seq to applying its batch: wal_append may park the fiber
+   (its own segment roll, or another fiber's), and neither the seq nor the write-path scratch may
+   go to a second commit meanwhile. Only a fiber can find the lock taken. */
+static void tab_commit_lock(struct tab *t)
+{
+  while (t->committing) {
+    struct tab_waiter w = {.c = coro_self(), .next = t->commit_waiters};
+    JDB_ASSERT(w.c != NULL);
+    t->commit_waiters = &w;
+    coro_park();
+    /* the unlock unlinked every waiter before waking them */
+  }
+  t->committing = 1;
+}
+
+static void tab_commit_unlock(struct tab *t)
+{
+  t->committing = 0;
+  struct tab_waiter *w = t->commit_waiters;
+  t->commit_waiters = NULL;
+  while (w) {
+    struct tab_waiter *nx = w->next;
+    coro_wake(w->c);
+    w = nx;
+  }
+}
+
+static int tab_commit_locked(struct tab *t, uint64_t table, const struct tab_op *ops,
+                             const uint8_t *spaces, uint32_t n, uint64_t *seq_out,
+                             uint64_t *end_out);
+
 int tab_commit(struct tab *t, uint64_t table, const struct tab_op *ops, const uint8_t *spaces,
                uint32_t n, unsigned flags, uint64_t *seq_out)
 {
   if (t->poison)
     return t->poison;
+  tab_commit_lock(t);
+  uint64_t seq = 0, end = 0;
+  int rc = t->poison ? t->poison : tab_commit_locked(t, table, ops, spaces, n, &seq, &end);
+  tab_commit_unlock(t);
+  if (rc)
+    return rc;
+  t->st.writes++;
+  t->st.ops += n;
+  if (seq_out)
+    *seq_out = seq;
+  if (!(flags & TAB_NOWAIT)) {
+    rc = wal_wait(t->wal, end, (flags & TAB_SYNC) ? WAL_DURABLE : WAL_WRITTEN);
+    if (rc)
+      return tab_poison(t, rc);
+  }
+  return (flags & TAB_NOCKPT) ? JDB_OK : tab_ckpt_maybe(t);
+}
+
+static int tab_commit_locked(struct tab *t, uint64_t table, const struct tab_op *ops,
+                             const uint8_t *spaces, uint32_t n, uint64_t *seq_out,
+                             uint64_t *end_out)
+{
   size_t bytes = 0;
   for (uint32_t i = 0; i < n; i++)
     bytes += 1u + ops[i].klen;
@@ -253,16 +306,9 @@ int tab_commit(struct tab *t, uint64_t table, const struct tab_op *ops, const ui
   rc = tab_mt_apply(t, t->cur->act->m, table, seq, a, n);
   if (rc)
     return tab_poison(t, rc);   /* logged but not applied: only a reopen makes it whole */
-  t->st.writes++;
-  t->st.ops += n;
-  if (seq_out)
-    *seq_out = seq;
-  if (!(flags & TAB_NOWAIT)) {
-    rc = wal_wait(t->wal, end, (flags & TAB_SYNC) ? WAL_DURABLE : WAL_WRITTEN);
-    if (rc)
-      return tab_poison(t, rc);
-  }
-  return (flags & TAB_NOCKPT) ? JDB_OK : tab_ckpt_maybe(t);
+  *seq_out = seq;
+  *end_out = end;
+  return JDB_OK;
 }
 
 int tab_drop_find(const struct tab *t, uint64_t id)
@@ -374,13 +420,17 @@ static int tab_get_space(struct tab *t, const struct tab_snap *snap, uint64_t ta
   uint32_t iklen = (uint32_t)tab_ikey(ik, table, space, key, klen);
   uint8_t vbuf[BT_INLINE_MAX];
   struct bt_ent e;
-  int rc = tab_lookup(t, snap ? snap->v : t->cur, snap ? snap->seq : t->seq, ik, iklen, &e,
-                      vbuf);
-  if (rc)
-    return rc;
-  if (e.kind == BT_TOMB)
-    return JDB_NOTFOUND;
-  return tab_value_copy(t, &e, val, vlen);
+  /* the view is held while the lookup may park: a checkpoint finishing meanwhile must not let
+     the pages of its root be reused */
+  struct tab_view *v = snap ? snap->v : tab_view_ref(t);
+  int rc = tab_lookup(t, v, snap ? snap->seq : t->seq, ik, iklen, &e, vbuf);
+  if (rc == JDB_OK && e.kind == BT_TOMB)
+    rc = JDB_NOTFOUND;
+  if (rc == JDB_OK)
+    rc = tab_value_copy(t, &e, val, vlen);
+  if (!snap)
+    tab_view_unref(t, v);
+  return rc;
 }
 
 int tab_get(struct tab *t, const struct tab_snap *snap, uint64_t table, const void *key,
@@ -522,15 +572,16 @@ int tab_table_drop(struct tab *t, const void *name, size_t nlen, unsigned flags)
   uint8_t *idval = tab_id_entry(idkey, id, 1, name, nlen);
   if (!idval)
     return JDB_ENOMEM;
-  struct tab_op ops[3] = {
+  struct tab_op ops[4] = {
     {.kind = TAB_DEL, .key = name, .klen = (uint32_t)nlen},
     {.kind = TAB_PUT, .key = idkey, .klen = 8, .val = idval, .vlen = (uint32_t)(1 + nlen)},
     {.kind = TAB_PUT, .key = idkey, .klen = 8, .val = "", .vlen = 0},
+    {.kind = TAB_PUT, .key = idkey, .klen = 8, .val = "", .vlen = 0},
   };
-  const uint8_t spaces[3] = {TAB_SPACE_NAME, TAB_SPACE_IDS, TAB_SPACE_DROPQ};
+  const uint8_t spaces[4] = {TAB_SPACE_NAME, TAB_SPACE_IDS, TAB_SPACE_DROPQ, TAB_SPACE_DEAD};
   rc = tab_drop_add(t, id, 1);
   if (rc == JDB_OK)
-    rc = tab_commit(t, 0, ops, spaces, 3, flags, NULL);
+    rc = tab_commit(t, 0, ops, spaces, 4, flags, NULL);
   mem_free(idval);
   return rc;
 }
@@ -640,6 +691,30 @@ static int tab_replay_rec(void *ud, const struct wal_rec *rec)
   return JDB_OK;
 }
 
+/* Every id in a catalog space of ids (DEAD or DROPQ) into the drop list. */
+static int tab_drops_load(struct tab *t, uint8_t space, int pending)
+{
+  struct tab_iter *it;
+  int rc = tab_iter_open_space(t, NULL, 0, space, &it);
+  if (rc)
+    return rc;
+  rc = tab_iter_first(it);
+  while (rc == JDB_OK) {
+    const void *k;
+    size_t kl;
+    tab_iter_key(it, &k, &kl);
+    if (kl != 8) {
+      rc = JDB_CORRUPT("catalog drop entry", kl);
+      break;
+    }
+    rc = tab_drop_add(t, be64_get(k), pending);
+    if (rc == JDB_OK)
+      rc = tab_iter_next(it);
+  }
+  tab_iter_close(it);
+  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+}
+
 /* After replay: the counts of out-of-line values the tree references, per log segment, come
    from the catalog's ACCT space into vlog's accounting (the memtable's were added as they were
    applied); the id counter and the pending drops come from the catalog too. */
@@ -698,24 +773,9 @@ static int tab_recover_state(struct tab *t)
   tab_iter_close(it);
   if (rc != JDB_OK && rc != JDB_NOTFOUND)
     return rc;
-  rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_DROPQ, &it);
-  if (rc)
-    return rc;
-  rc = tab_iter_first(it);
-  while (rc == JDB_OK) {
-    const void *k;
-    size_t kl;
-    tab_iter_key(it, &k, &kl);
-    if (kl != 8) {
-      rc = JDB_CORRUPT("catalog drop entry", kl);
-      break;
-    }
-    rc = tab_drop_add(t, be64_get(k), 1);
-    if (rc == JDB_OK)
-      rc = tab_iter_next(it);
-  }
-  tab_iter_close(it);
-  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+  /* Dropped ids (writes to them stay refused), then those whose data is still to be erased. */
+  rc = tab_drops_load(t, TAB_SPACE_DEAD, 0);
+  return rc ? rc : tab_drops_load(t, TAB_SPACE_DROPQ, 1);
 }
 
 /* An out-of-line value left the tree in a checkpoint's run. Pruned (a newer version came) or

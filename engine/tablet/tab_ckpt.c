@@ -108,12 +108,20 @@ static int tab_ckpt_erase(struct tab *t, uint64_t root, struct tab_ckpt_run *r)
   struct bt_cursor *c = mem_malloc(sizeof *c);
   if (!c)
     return JDB_ENOMEM;
+  /* the pending ids, copied: the walk parks, and a drop meanwhile moves t->drops around */
+  size_t nids = 0;
+  uint64_t *ids = mem_malloc((t->ndrops + 1) * sizeof *ids);
+  if (!ids) {
+    mem_free(c);
+    return JDB_ENOMEM;
+  }
+  for (size_t i = 0; i < t->ndrops; i++)
+    if (t->drops[i].pending)
+      ids[nids++] = t->drops[i].id;
   int rc = JDB_OK;
-  for (size_t i = 0; i < t->ndrops && r->nerase < TAB_DROP_ERASE_MAX && rc == JDB_OK; i++) {
-    if (!t->drops[i].pending)
-      continue;
+  for (size_t i = 0; i < nids && r->nerase < TAB_DROP_ERASE_MAX && rc == JDB_OK; i++) {
     uint8_t lo[8];
-    be64_put(lo, t->drops[i].id);
+    be64_put(lo, ids[i]);
     bt_cursor_init(c, t->pg, root);
     rc = bt_cursor_seek(c, lo, 8, UINT64_MAX);
     while (rc == JDB_OK) {
@@ -153,14 +161,14 @@ static int tab_ckpt_erase(struct tab *t, uint64_t root, struct tab_ckpt_run *r)
         break;
       }
       r->done = d;
-      r->done[r->ndone++] = t->drops[i].id;
+      r->done[r->ndone++] = ids[i];
       rc = JDB_OK;
     }
   }
   mem_free(c);
+  mem_free(ids);
   for (size_t i = 0; i < r->nerase; i++)
     r->erase[i].key = r->keys + (uintptr_t)r->erase[i].key;
-  t->st.drop_entries_erased += r->nerase;
   return rc;
 }
 
@@ -367,6 +375,7 @@ static int tab_ckpt_run(struct tab *t)
     const struct layout_super *sb = pg_super(t->pg);
     rc = tab_view_install(t, t->cur->act, NULL, sb->tree_root, sb->generation);
     t->st.checkpoints++;
+    t->st.drop_entries_erased += r.nerase;
   } else {
     bt_set_root(t->bt, v->root);
     if (rc == JDB_EIO || rc == JDB_ENOSPC || rc == JDB_ECORRUPT) {

@@ -25,6 +25,7 @@ enum {
   TAB_SPACE_DROPQ = 0x03,  /* id (8, big-endian) -> empty: data still to be removed */
   TAB_SPACE_ACCT = 0x04,   /* log segment (4, big-endian) -> u64 values, u64 bytes (LE): the
                               out-of-line values the tree references there */
+  TAB_SPACE_DEAD = 0x05,   /* id (8, big-endian) -> empty: a dropped table (writes refused) */
 };
 /* meta: u8 format (1), u64 id, u64 created_sec, u64 parent_id, u64 fork_seq, u64 import_mark
    (all little-endian). */
@@ -90,6 +91,8 @@ struct tab {
   int poison;              /* JDB_E* once a log or checkpoint write failed */
   int ckpt_running;
   struct tab_waiter *ckpt_waiters;
+  int committing;          /* a tab_commit holds the seq counter and the write-path scratch */
+  struct tab_waiter *commit_waiters;
   struct tab_drop *drops;
   size_t ndrops, cdrops;
   /* write-path scratch */
