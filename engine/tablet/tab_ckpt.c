@@ -33,6 +33,7 @@
 #include <string.h>
 
 #define TAB_DROP_ERASE_MAX 65536u
+#define TAB_LOG_SEGS_CKPT 4u     /* checkpoint after this many log segments, full memtable or not */
 
 struct tab_ckpt_run {
   struct bt_op *ops;
@@ -289,8 +290,8 @@ static int tab_gc(struct tab *t)
 {
   if (t->o.history_seconds || t->views.next != t->cur || t->cur->next != &t->views)
     return JDB_OK;
-  struct vlog_gc_args a = {.replay_pos = pg_super(t->pg)->replay_pos, .max_segments = 2,
-                           .max_live_bytes = t->o.segment_bytes / 2, .live = tab_gc_live,
+  struct vlog_gc_args a = {.replay_pos = pg_super(t->pg)->replay_pos, .max_segments = 8,
+                           .max_live_bytes = t->o.segment_bytes / 4, .live = tab_gc_live,
                            .moved = tab_gc_moved, .ud = t};
   struct vlog_gc_result res;
   int rc = vlog_gc(t->vlog, &a, &res);
@@ -462,9 +463,20 @@ int tab_ckpt(struct tab *t, int force)
   return rc;
 }
 
+/* Log segments written since the replay position of the last checkpoint. */
+static uint32_t tab_log_segs_since(const struct tab *t)
+{
+  uint32_t a = LOG_POS_SEG(wal_append_pos(t->wal)), r = LOG_POS_SEG(pg_super(t->pg)->replay_pos);
+  return a > r ? a - r : 0;
+}
+
 int tab_ckpt_maybe(struct tab *t)
 {
-  if (t->poison || mt_bytes(t->cur->act->m) < t->o.memtable_bytes)
+  /* A checkpoint is due when the memtable is full, or when the log has grown by
+     TAB_LOG_SEGS_CKPT segments since the last one (large values fill the log while their
+     references barely fill the memtable; until a checkpoint no segment can be released). */
+  if (t->poison || (mt_bytes(t->cur->act->m) < t->o.memtable_bytes &&
+                    tab_log_segs_since(t) < TAB_LOG_SEGS_CKPT))
     return JDB_OK;
   if (t->ckpt_running) {
     /* Back-pressure: a second full memtable waits for the checkpoint in flight. */
