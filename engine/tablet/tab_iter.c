@@ -58,7 +58,8 @@ struct tab_iter {
   /* the current entry */
   uint8_t key[TAB_IKEY_MAX + 1];
   uint32_t klen;
-  struct tab_cand cur;
+  struct tab_cand fwd;       /* the current entry when found moving forwards */
+  const struct tab_cand *cur;   /* the current entry: fwd, or the winning cand[] backwards */
   uint8_t *vbuf;             /* an out-of-line value, once read */
   size_t vcap;
   int vloaded;
@@ -213,7 +214,8 @@ static int tab_iter_settle_fwd(struct tab_iter *it)
       }
     }
     if (best >= 0 && it->src[best].e.kind != BT_TOMB) {
-      tab_cand_take(&it->cur, &it->src[best].e);
+      tab_cand_take(&it->fwd, &it->src[best].e);
+      it->cur = &it->fwd;
       it->vloaded = 0;
       it->dir = +1;
       return JDB_OK;
@@ -248,7 +250,7 @@ static int tab_iter_settle_rev(struct tab_iter *it)
     if (rc)
       return tab_iter_fail(it, rc);
     if (best >= 0 && it->cand[best].kind != BT_TOMB) {
-      it->cur = it->cand[best];
+      it->cur = &it->cand[best];   /* no copy: cand[] is only rewritten by the next move */
       it->vloaded = 0;
       it->dir = -1;
       return JDB_OK;
@@ -355,27 +357,27 @@ int tab_iter_value(struct tab_iter *it, const void **val, size_t *vlen)
 {
   if (!it || !val || !vlen || !it->dir)
     return JDB_EINVAL;
-  if (it->cur.kind == BT_INLINE) {
-    *val = it->cur.val;
-    *vlen = it->cur.vlen;
+  if (it->cur->kind == BT_INLINE) {
+    *val = it->cur->val;
+    *vlen = it->cur->vlen;
     return JDB_OK;
   }
   if (!it->vloaded) {
-    if (it->cur.vlen > it->vcap) {
-      uint8_t *p = mem_realloc(it->vbuf, it->cur.vlen);
+    if (it->cur->vlen > it->vcap) {
+      uint8_t *p = mem_realloc(it->vbuf, it->cur->vlen);
       if (!p)
         return JDB_ENOMEM;
       it->vbuf = p;
-      it->vcap = it->cur.vlen;
+      it->vcap = it->cur->vlen;
     }
-    int rc = vlog_read(it->t->vlog, (struct wal_vref){.pos = it->cur.vpos, .len = it->cur.vlen},
-                       it->vbuf);
+    struct wal_vref ref = {.pos = it->cur->vpos, .len = it->cur->vlen};
+    int rc = vlog_read(it->t->vlog, ref, it->vbuf);
     if (rc)
       return rc;
     it->vloaded = 1;
   }
   *val = it->vbuf;
-  *vlen = it->cur.vlen;
+  *vlen = it->cur->vlen;
   return JDB_OK;
 }
 
