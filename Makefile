@@ -37,6 +37,7 @@ demo: build
 	@$(BUILD)/bench/jdb_bench io --dir $(BUILD)/demo-data --quick
 	@JDB_BENCH_BTREE_N=300000 JDB_BENCH_BTREE_SHAPE_N=100000 \
 	  $(BUILD)/bench/jdb_bench btree --dir $(BUILD)/demo-data --quick
+	@$(BUILD)/bench/jdb_bench tablet --dir $(BUILD)/demo-data --quick
 
 bench: deps build
 	@scripts/deps.sh --bench
