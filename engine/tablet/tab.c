@@ -963,6 +963,8 @@ int tab_close(struct tab *t)
     rc = tab_ckpt(t, 0);
   else
     rc = tab_ckpt(t, -1);   /* only waits for a running one */
+  if (rc == JDB_EBUSY && t->ckpt_running)
+    return rc;              /* a checkpoint fiber still uses the tablet: not closed */
   tab_free(t);
   return rc;
 }

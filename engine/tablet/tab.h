@@ -79,8 +79,11 @@ struct tab_opts {
    is not a torn log tail), JDB_EVERSION, JDB_EIO, JDB_ENOMEM. *out is NULL on failure. */
 int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, struct tab **out);
 /* Checkpoint what the memtables hold (unless the tablet refuses writes), close files and free.
-   Snapshots and iterators must have been released (asserted). Returns the checkpoint's error,
-   if any: the log still has everything written, so nothing acknowledged is lost. */
+   Snapshots and iterators must have been released (asserted). Called outside any fiber while a
+   background checkpoint fiber runs, it drives that fiber's scheduler and the I/O until the
+   checkpoint ends. Returns the checkpoint's error, if any: the log still has everything written,
+   so nothing acknowledged is lost. JDB_EBUSY (tablet left open) only if a checkpoint fiber can
+   make no progress. */
 int tab_close(struct tab *t);
 
 /* ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "codec.h"
 #include "coro.h"
 #include "err.h"
+#include "fs.h"
 #include "log.h"
 #include "mem.h"
 #include "pg.h"
@@ -412,11 +413,25 @@ static int tab_ckpt_run(struct tab *t)
   return rc;
 }
 
+/* Wait for the checkpoint in flight. From a fiber: park until it wakes us. From outside any
+   fiber (tab_close or tab_checkpoint called by the thread that runs the fibers, between loop
+   iterations): drive the scheduler that runs the checkpoint fiber, and the ctx's I/O, until it
+   is done. JDB_EBUSY if it cannot finish (parked on something no I/O will complete). */
 static int tab_ckpt_wait(struct tab *t)
 {
+  if (!coro_self()) {
+    while (t->ckpt_running) {
+      size_t ran = coro_sched_run_round(t->ckpt_sched);
+      fs_flush(t->ctx);
+      int idle = ran == 0 && coro_sched_ready(t->ckpt_sched) == 0;
+      if (idle && fs_inflight(t->ctx) == 0 && t->ckpt_running)
+        return JDB_EBUSY;
+      fs_poll(t->ctx, idle);
+    }
+    return JDB_OK;
+  }
   while (t->ckpt_running) {
     struct coro *self = coro_self();
-    JDB_ASSERT(self != NULL);   /* a running checkpoint implies fibers */
     struct tab_waiter w = {.c = self, .next = t->ckpt_waiters};
     t->ckpt_waiters = &w;
     coro_park();
@@ -441,7 +456,9 @@ static void tab_ckpt_fiber_main(void *arg)
 
 int tab_ckpt(struct tab *t, int force)
 {
-  tab_ckpt_wait(t);
+  int wrc = tab_ckpt_wait(t);
+  if (wrc)
+    return wrc;
   if (force < 0)
     return JDB_OK;
   if (t->poison)
@@ -492,7 +509,8 @@ int tab_ckpt_maybe(struct tab *t)
       return rc;
   }
   t->ckpt_running = 1;
-  int rc = coro_spawn(coro_sched_self(), tab_ckpt_fiber_main, t, NULL);
+  t->ckpt_sched = coro_sched_self();
+  int rc = coro_spawn(t->ckpt_sched, tab_ckpt_fiber_main, t, NULL);
   if (rc) {
     t->ckpt_running = 0;
     return tab_ckpt(t, 0);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 struct coro;
+struct coro_sched;
 struct pg;
 struct vlog;
 struct wal;
@@ -90,6 +91,7 @@ struct tab {
   uint64_t next_id;        /* next table id */
   int poison;              /* JDB_E* once a log or checkpoint write failed */
   int ckpt_running;
+  struct coro_sched *ckpt_sched;   /* the scheduler running a background checkpoint */
   struct tab_waiter *ckpt_waiters;
   int committing;          /* a tab_commit holds the seq counter and the write-path scratch */
   struct tab_waiter *commit_waiters;

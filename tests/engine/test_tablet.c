@@ -2623,6 +2623,75 @@ static void fib_free(struct fib *f)
   free(f->wbuf);
 }
 
+/* tab_close from outside any fiber while a background checkpoint fiber is parked on its I/O:
+   the close drives that fiber's scheduler and the ctx until the checkpoint ends, then closes;
+   everything written is there after reopen. */
+struct ocl {
+  struct tab *t;
+  uint64_t id;
+  uint32_t written;
+  int rc;
+};
+
+static void ocl_writer(void *arg)
+{
+  struct ocl *w = arg;
+  char k[32];
+  static char v[200];
+  memset(v, 'o', sizeof v);
+  /* write until a frozen memtable exists: a checkpoint fiber has started */
+  for (uint32_t i = 0; i < 200000; i++) {
+    int n = snprintf(k, sizeof k, "o%08u", i);
+    struct tab_op op = {.kind = TAB_PUT, .key = k, .klen = (uint32_t)n, .val = v, .vlen = 200};
+    w->rc = tab_write(w->t, w->id, &op, 1, TAB_NOWAIT, NULL);
+    if (w->rc)
+      return;
+    w->written = i + 1;
+    if (stats(w->t).frozen_bytes > 0)
+      return;
+  }
+}
+
+static void test_close_outside_fiber(void **state)
+{
+  (void)state;
+  struct tab_opts o = small_opts();
+  o.memtable_bytes = 1u << 20;
+  struct tenv e;
+  tenv_init(&e, "tab_close_out", &o);
+  struct ocl w = {.t = e.t, .id = table_new(e.t, "o")};
+  struct coro_sched *s = NULL;
+  assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
+  assert_int_equal(coro_spawn(s, ocl_writer, &w, NULL), JDB_OK);
+  /* run the fibers only until the writer is done: the checkpoint fiber is left mid-way */
+  while (coro_sched_live(s) > 0 && !(w.written && stats(e.t).frozen_bytes > 0 &&
+                                     coro_sched_live(s) == 1)) {
+    coro_sched_run_round(s);
+    fs_flush(e.ctx);
+    fs_poll(e.ctx, 0);
+  }
+  assert_int_equal(w.rc, JDB_OK);
+  int mid = stats(e.t).frozen_bytes > 0;
+  assert_int_equal(tab_close(e.t), JDB_OK);
+  e.t = NULL;
+  assert_int_equal(coro_sched_live(s), 0);   /* the checkpoint fiber finished */
+  coro_sched_destroy(s);
+  print_message("  %u writes, closed outside the loop %s a checkpoint fiber\n", w.written,
+                mid ? "during" : "after");
+  tenv_open(&e);
+  for (uint32_t i = 0; i < w.written; i += 1 + i / 64) {
+    char k[32];
+    int n = snprintf(k, sizeof k, "o%08u", i);
+    void *v;
+    size_t vl;
+    assert_int_equal(tab_get(e.t, NULL, w.id, k, (uint32_t)n, &v, &vl), JDB_OK);
+    assert_int_equal(vl, 200);
+    mem_free(v);
+  }
+  assert_int_equal(tab_check(e.t), JDB_OK);
+  tenv_done(&e);
+}
+
 static void test_fibers(void **state)
 {
   (void)state;
@@ -2915,6 +2984,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_damaged_log),
     cmocka_unit_test(test_log_gc),
     cmocka_unit_test(test_fibers),
+    cmocka_unit_test(test_close_outside_fiber),
     cmocka_unit_test(test_fiber_gets_across_checkpoints),
     cmocka_unit_test(test_fiber_drop_during_checkpoint),
     cmocka_unit_test(test_many_tables),
