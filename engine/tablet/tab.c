@@ -296,6 +296,8 @@ static int tab_commit_locked(struct tab *t, uint64_t table, const struct tab_op 
   }
   uint64_t seq = t->seq + 1, end = 0;
   rc = wal_append(t->wal, table, seq, clock_commit_sec(), w, n, refs, &end);
+  if (rc == JDB_ENOMEM || rc == JDB_EINVAL)
+    return rc;                  /* nothing was appended: the tablet stays usable */
   if (rc)
     return tab_poison(t, rc);
   t->seq = seq;
