@@ -443,7 +443,7 @@ int tab_get(struct tab *t, const struct tab_snap *snap, uint64_t table, const vo
   if (vlen)
     *vlen = 0;
   if (!t || !key || !val || !vlen || klen == 0 || klen > TAB_KEY_MAX || table < TAB_ID_FIRST ||
-      (snap && snap->t != t))
+      table >= t->next_id || (snap && snap->t != t))
     return JDB_EINVAL;
   return tab_get_space(t, snap, table, TAB_SPACE_KV, key, klen, val, vlen);
 }

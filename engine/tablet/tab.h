@@ -143,7 +143,8 @@ void tab_snapshot_release(struct tab_snap *s);      /* NULL is a no-op */
 
 /* The value of key in table at snap (NULL: now). [out] *val: mem_malloc'd copy (free with
    mem_free; a 0-byte value gives a non-NULL pointer), *vlen. JDB_OK, JDB_NOTFOUND (absent or
-   deleted), JDB_EINVAL, JDB_ECORRUPT, JDB_EIO, JDB_ENOMEM. */
+   deleted), JDB_EINVAL (bad arguments, a reserved id or one never given), JDB_ECORRUPT, JDB_EIO,
+   JDB_ENOMEM. */
 int tab_get(struct tab *t, const struct tab_snap *snap, uint64_t table, const void *key,
             uint32_t klen, void **val, size_t *vlen);
 

@@ -430,7 +430,7 @@ int tab_iter_open(struct tab *t, const struct tab_snap *snap, uint64_t table,
   if (!out)
     return JDB_EINVAL;
   *out = NULL;
-  if (!t || table < TAB_ID_FIRST || (snap && snap->t != t))
+  if (!t || table < TAB_ID_FIRST || table >= t->next_id || (snap && snap->t != t))
     return JDB_EINVAL;
   return tab_iter_open_space(t, snap, table, TAB_SPACE_KV, out);
 }

@@ -1558,10 +1558,12 @@ static void test_bad_args(void **state)
   assert_int_equal(tab_get(t, NULL, id, "a", 1, &val, NULL), JDB_EINVAL);
   for (uint64_t r = 0; r < TAB_ID_FIRST; r++)
     assert_int_equal(tab_get(t, NULL, r, "a", 1, &val, &vl), JDB_EINVAL);
+  /* an id never given */
+  assert_int_equal(tab_get(t, NULL, id + 1000, "a", 1, &val, &vl), JDB_EINVAL);
   {
-    /* an id never given: no data (JDB_EINVAL would also be a fair answer) */
-    int rc = tab_get(t, NULL, id + 1000, "a", 1, &val, &vl);
-    assert_true(rc == JDB_NOTFOUND || rc == JDB_EINVAL);
+    struct tab_iter *it0 = (struct tab_iter *)1;
+    assert_int_equal(tab_iter_open(t, NULL, id + 1000, &it0), JDB_EINVAL);
+    assert_null(it0);
   }
   /* a snapshot of another tablet */
   struct tenv e2;
