@@ -820,11 +820,11 @@ static int tb_check(struct tb_run *r, struct tb_eng *g, const uint8_t *keys, siz
                     const uint32_t *last, uint32_t vlen, size_t count, const char *what)
 {
   uint64_t rng = r->env->seed ^ 0xc4ecull, bad = 0;
-  size_t todo = count ? count : n;
+  size_t nkeys = count ? count : n;
   int rc = g->op->rbegin(g, 0);
   if (rc)
     return rc;
-  for (size_t i = 0; i < todo; i++) {
+  for (size_t i = 0; i < nkeys; i++) {
     size_t idx = count ? (size_t)(bench_rand(&rng) % n) : i;
     int x = g->op->get(g, tb_key(keys, idx), tb_val(r, last ? last[idx] : idx, vlen), vlen);
     if (x < 0) {
@@ -837,7 +837,7 @@ static int tb_check(struct tb_run *r, struct tb_eng *g, const uint8_t *keys, siz
   g->op->rend(g);
   if (bad) {
     bench_note("tablet.%s: VERIFY FAILED: %s, %llu of %zu checked keys missing or wrong", what,
-               g->name, (unsigned long long)bad, todo);
+               g->name, (unsigned long long)bad, nkeys);
     rc = TB_ERR;
   }
   return rc;
