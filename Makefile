@@ -6,7 +6,7 @@ FUZZ      ?= build-fuzz
 FUZZ_SECS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan test test-plain test-asan demo bench fuzz clean
+.PHONY: all deps build asan test test-plain test-asan demo bench fuzz stress clean
 
 all: build
 
@@ -43,6 +43,13 @@ bench: deps build
 	@scripts/deps.sh --bench
 	@cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS)
 	@$(BUILD)/bench/jdb_bench all --dir $(BUILD)/bench-data
+
+# The randomised model tests at stress size (millions of ops; minutes, not part of `make test`).
+STRESS_SCALE ?= 30
+stress: build
+	@JDB_TEST_SCALE=$(STRESS_SCALE) $(BUILD)/tests/engine/test_tablet uring
+	@JDB_TEST_SCALE=$(STRESS_SCALE) $(BUILD)/tests/engine/test_memtable
+	@JDB_TEST_SCALE=10 $(BUILD)/tests/index/test_btree psync
 
 # libFuzzer targets (clang); not part of `make test`.
 fuzz:
