@@ -45,9 +45,10 @@ bench: deps build
 	@$(BUILD)/bench/jdb_bench all --dir $(BUILD)/bench-data
 
 # The randomised model tests at stress size (millions of ops; minutes, not part of `make test`).
-STRESS_SCALE ?= 30
+STRESS_SCALE ?= 10
 stress: build
 	@JDB_TEST_SCALE=$(STRESS_SCALE) $(BUILD)/tests/engine/test_tablet uring
+	@JDB_TEST_SCALE=$(STRESS_SCALE) $(BUILD)/tests/engine/test_tablet psync
 	@JDB_TEST_SCALE=$(STRESS_SCALE) $(BUILD)/tests/engine/test_memtable
 	@JDB_TEST_SCALE=10 $(BUILD)/tests/index/test_btree psync
 
