@@ -313,35 +313,50 @@ static int tab_commit_locked(struct tab *t, uint64_t table, const struct tab_op 
   return JDB_OK;
 }
 
-int tab_drop_find(const struct tab *t, uint64_t id)
+/* Sorted arrays of records whose first field is a u64 key (drops, log accounting): the index of
+   the first record with a key >= key, and a zeroed record inserted at an index. */
+static size_t tab_sorted_lower(const void *base, size_t n, size_t size, uint64_t key)
 {
-  size_t lo = 0, hi = t->ndrops;
+  size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (t->drops[mid].id < id)
+    uint64_t k;
+    memcpy(&k, (const uint8_t *)base + mid * size, sizeof k);
+    if (k < key)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return lo < t->ndrops && t->drops[lo].id == id ? (int)lo : -1;
+  return lo;
+}
+
+static void *tab_sorted_insert(void **base, size_t *n, size_t *cap, size_t size, size_t at,
+                               uint64_t key)
+{
+  if (tab_grow(base, cap, *n + 1, size, 16))
+    return NULL;
+  uint8_t *p = (uint8_t *)*base + at * size;
+  memmove(p + size, p, (*n - at) * size);
+  memset(p, 0, size);
+  memcpy(p, &key, sizeof key);
+  (*n)++;
+  return p;
+}
+
+int tab_drop_find(const struct tab *t, uint64_t id)
+{
+  size_t at = tab_sorted_lower(t->drops, t->ndrops, sizeof *t->drops, id);
+  return at < t->ndrops && t->drops[at].id == id ? (int)at : -1;
 }
 
 int tab_drop_add(struct tab *t, uint64_t id, int pending)
 {
-  int at = tab_drop_find(t, id);
-  if (at >= 0) {
-    t->drops[at].pending = pending;
-    return JDB_OK;
-  }
-  if (tab_grow((void **)&t->drops, &t->cdrops, t->ndrops + 1, sizeof *t->drops, 8))
+  size_t at = tab_sorted_lower(t->drops, t->ndrops, sizeof *t->drops, id);
+  struct tab_drop *d = at < t->ndrops && t->drops[at].id == id ? &t->drops[at]
+      : tab_sorted_insert((void **)&t->drops, &t->ndrops, &t->cdrops, sizeof *t->drops, at, id);
+  if (!d)
     return JDB_ENOMEM;
-  size_t i = t->ndrops;
-  while (i > 0 && t->drops[i - 1].id > id) {
-    t->drops[i] = t->drops[i - 1];
-    i--;
-  }
-  t->drops[i] = (struct tab_drop){.id = id, .pending = pending};
-  t->ndrops++;
+  d->pending = pending;
   return JDB_OK;
 }
 
@@ -795,24 +810,12 @@ static void tab_pruned(void *ud, uint64_t vpos, uint32_t vlen, int why)
 
 static struct tab_acct *tab_acct_find(struct tab *t, uint32_t seg, int add)
 {
-  size_t lo = 0, hi = t->nacct;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (t->acct[mid].seg < seg)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  if (lo < t->nacct && t->acct[lo].seg == seg)
-    return &t->acct[lo];
+  size_t at = tab_sorted_lower(t->acct, t->nacct, sizeof *t->acct, seg);
+  if (at < t->nacct && t->acct[at].seg == seg)
+    return &t->acct[at];
   if (!add)
     return NULL;
-  if (tab_grow((void **)&t->acct, &t->cacct, t->nacct + 1, sizeof *t->acct, 16))
-    return NULL;
-  memmove(t->acct + lo + 1, t->acct + lo, (t->nacct - lo) * sizeof *t->acct);
-  t->nacct++;
-  t->acct[lo] = (struct tab_acct){.seg = seg};
-  return &t->acct[lo];
+  return tab_sorted_insert((void **)&t->acct, &t->nacct, &t->cacct, sizeof *t->acct, at, seg);
 }
 
 int tab_acct_delta(struct tab *t, uint64_t vpos, uint32_t vlen, int sign)
@@ -1024,10 +1027,10 @@ int tab_check(struct tab *t)
   if (rc == JDB_NOTFOUND) {
     rc = JDB_OK;
     for (size_t i = 0; i < nseen && rc == JDB_OK; i++) {
-      struct tab_acct *a = tab_acct_find(t, seen[i].seg, 0);
+      struct tab_acct *a = tab_acct_find(t, (uint32_t)seen[i].seg, 0);
       if (!a || a->values != seen[i].values || a->bytes != seen[i].bytes) {
         LOG_ERROR("tablet: segment %u: the tree references %llu values (%llu bytes), the "
-                  "accounting says %llu (%llu)", seen[i].seg,
+                  "accounting says %llu (%llu)", (unsigned)seen[i].seg,
                   (unsigned long long)seen[i].values, (unsigned long long)seen[i].bytes,
                   a ? (unsigned long long)a->values : 0ull,
                   a ? (unsigned long long)a->bytes : 0ull);
@@ -1040,7 +1043,7 @@ int tab_check(struct tab *t)
         j++;
       if (j == nseen && t->acct[i].values) {
         LOG_ERROR("tablet: segment %u: accounted %llu values the tree does not reference",
-                  t->acct[i].seg, (unsigned long long)t->acct[i].values);
+                  (unsigned)t->acct[i].seg, (unsigned long long)t->acct[i].values);
         rc = JDB_CORRUPT("log accounting of a segment", t->acct[i].seg);
       }
     }

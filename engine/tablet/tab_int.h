@@ -66,7 +66,7 @@ struct tab_waiter {
    catalog's ACCT space by every checkpoint that changes them), and the counts the checkpoint in
    progress will commit. */
 struct tab_acct {
-  uint32_t seg;
+  uint64_t seg;                 /* first: the sorted-array key (tab.c) */
   int dirty;
   uint64_t values, bytes;       /* committed */
   uint64_t nvalues, nbytes;     /* after the checkpoint in progress */
@@ -74,7 +74,7 @@ struct tab_acct {
 
 /* Ids of dropped tables: pending (data still in the tree) or finished this session. Sorted. */
 struct tab_drop {
-  uint64_t id;
+  uint64_t id;                  /* first: the sorted-array key (tab.c) */
   int pending;
 };
 
