@@ -103,6 +103,327 @@ typedef void (*jdb_log_fn)(void *ud, int level, const char *msg);
  */
 JDB_API void jdb_log_set(jdb_log_fn fn, void *ud, int level);
 
+/* =============================================================================================
+ * Limits. Beyond them a call returns JDB_EINVAL.
+ * =========================================================================================== */
+#define JDB_KEY_MAX   1024u              /* keys: 1 .. 1024 bytes */
+#define JDB_VALUE_MAX (64u << 20)        /* values: 0 .. 64 MiB */
+#define JDB_NAME_MAX  1024u              /* table names: 1 .. 1024 bytes */
+#define JDB_BATCH_MAX (1u << 20)         /* operations in one batch */
+#define JDB_SHARDS_MAX 256u
+
+/* =============================================================================================
+ * Instance
+ * =========================================================================================== */
+typedef struct jdb jdb_t;
+
+/**
+ * Open (or create) the database in directory `path`.
+ *
+ * One thread per shard starts, pinned to a core when opts->pin_cores; each recovers its shard
+ * from its log. The shard count is fixed when the directory is created (opts->shards, 0 = the
+ * number of online CPUs) and read back from the directory afterwards (opts->shards is then
+ * ignored). opts->cache_bytes is divided evenly between the shards.
+ *
+ * @param[in]  path  directory; created (not its parents) when missing and create_if_missing.
+ * @param[in]  opts  NULL for defaults (see jdb_options_init); struct_size must be set.
+ * @param[out] out   the instance, or NULL on failure.
+ * @return JDB_OK; JDB_EINVAL (NULL path/out, bad option values, struct_size 0 or too large);
+ *         JDB_NOTFOUND (missing, !create_if_missing); JDB_EBUSY (the directory is open in
+ *         another process or already in this one); JDB_EVERSION; JDB_ECORRUPT; JDB_EIO;
+ *         JDB_ENOSPC; JDB_ENOMEM; JDB_ENOTSUP (io_backend/direct_io asked for something this
+ *         kernel or file system refuses).
+ * Thread-safe. The returned handle may be used from any number of threads.
+ */
+JDB_API int jdb_open(const char *path, const jdb_options_t *opts, jdb_t **out);
+
+/**
+ * Close the instance: calls in flight finish, new calls (racing with close) get JDB_ECLOSED,
+ * every shard checkpoints its memtable, threads stop, all memory is released. Table handles,
+ * batches and pipes must be freed by the caller (before or after); snapshots and iterators
+ * must have been released before (they are released by close otherwise, and using them
+ * afterwards is a caller bug). NULL is a no-op returning JDB_OK.
+ * @return JDB_OK, or the first error a shard met while checkpointing (acknowledged writes are
+ *         safe in the log either way; the instance is closed regardless).
+ */
+JDB_API int jdb_close(jdb_t *db);
+
+/**
+ * Make every write acknowledged so far durable (survives power loss) on every shard.
+ * @return JDB_OK; JDB_EINVAL (NULL); JDB_ECLOSED; JDB_EIO / JDB_ENOSPC (the log failed).
+ * Thread-safe.
+ */
+JDB_API int jdb_flush(jdb_t *db);
+
+/**
+ * Force every shard's memtable into its B+ tree now and wait for it.
+ * @return JDB_OK; JDB_EINVAL; JDB_ECLOSED; JDB_EREADONLY; JDB_EIO; JDB_ENOSPC; JDB_ENOMEM.
+ * Thread-safe.
+ */
+JDB_API int jdb_checkpoint(jdb_t *db);
+
+/* Instance counters (jdb_stats). Sizes in bytes; latencies in nanoseconds. */
+typedef struct jdb_stats {
+  uint32_t struct_size;        /* set by the caller to sizeof(jdb_stats_t) */
+  uint32_t shards;             /* shards summed (1 when one shard was asked for) */
+  uint64_t seq;                /* sum of the shards' last sequence numbers */
+  uint64_t writes, ops;        /* write batches and operations since open */
+  uint64_t checkpoints;
+  uint64_t memtable_bytes;     /* active + frozen memtables */
+  uint64_t page_file_bytes;    /* size of the page files */
+  uint64_t log_bytes;          /* size of the log segments */
+  uint64_t cache_bytes;        /* buffer pool size */
+  uint64_t cache_hits, cache_misses;
+  uint64_t io_reads, io_read_bytes, io_writes, io_write_bytes, io_syncs;
+  uint64_t io_read_p50_ns, io_read_p99_ns, io_write_p50_ns, io_write_p99_ns;
+  uint64_t io_sync_p50_ns, io_sync_p99_ns;  /* over the shards' merged histograms */
+  uint64_t versions_pruned;    /* old versions dropped by checkpoints */
+  uint64_t segments_released;  /* log segments freed (after checkpoints and by log GC) */
+  uint64_t calls;              /* requests served by the shard threads */
+  uint64_t snapshots;          /* live snapshots and iterators */
+} jdb_stats_t;
+
+/**
+ * Read counters of one shard (shard = 0 .. shards-1) or the whole instance (shard = -1).
+ * @param[in,out] out  out->struct_size must be set; fields beyond it are not written.
+ * @return JDB_OK; JDB_EINVAL (NULL, shard out of range, struct_size too small); JDB_ECLOSED.
+ */
+JDB_API int jdb_stats(jdb_t *db, int shard, jdb_stats_t *out);
+
+/* Result of jdb_check. */
+typedef struct jdb_check_report {
+  uint32_t struct_size;        /* set by the caller to sizeof(jdb_check_report_t) */
+  uint32_t shards;
+  uint64_t pages_checked;      /* tree pages read and verified (checksum, format, order) */
+  uint64_t log_records_checked;/* log records read and verified (checksum, format) */
+  uint64_t log_bytes_checked;
+  uint64_t errors;             /* problems found (each is logged at JDB_LOG_ERROR) */
+} jdb_check_report_t;
+
+/**
+ * Verify every reachable page and every log record checksum of every shard, and the tree's
+ * invariants. Reads the whole database (slow on big ones); other calls keep working meanwhile.
+ * @return JDB_OK when nothing is wrong; JDB_ECORRUPT when something is (report->errors > 0);
+ *         JDB_EINVAL; JDB_ECLOSED; JDB_EIO; JDB_ENOMEM.
+ */
+JDB_API int jdb_check(jdb_t *db, jdb_check_report_t *report);
+
+/* =============================================================================================
+ * Tables. A table is a binary name (1 .. JDB_NAME_MAX bytes) in one shard (chosen by a hash
+ * of the name). A table costs nothing while untouched.
+ * =========================================================================================== */
+typedef struct jdb_table jdb_table_t;
+#define JDB_CREATE 1u
+
+/**
+ * Open table `name`, creating it when flags has JDB_CREATE.
+ * @return JDB_OK; JDB_NOTFOUND (no such table and no JDB_CREATE); JDB_EINVAL (NULL, bad name
+ *         length, unknown flags); JDB_EREADONLY (JDB_CREATE of a new table on a read-only
+ *         instance); JDB_ECLOSED; JDB_ENOMEM; JDB_EIO.
+ * The handle is safe to share between threads; free it with jdb_table_close (before or after
+ * jdb_close). A handle whose table is dropped makes later writes fail with JDB_NOTFOUND.
+ */
+JDB_API int jdb_table_open(jdb_t *db, const void *name, size_t name_len, unsigned flags,
+                           jdb_table_t **out);
+/** Free the handle only (the table stays). NULL is a no-op. */
+JDB_API void jdb_table_close(jdb_table_t *t);
+/**
+ * Drop table `name`: it disappears at once; its space is reclaimed by later checkpoints.
+ * @return JDB_OK; JDB_NOTFOUND; JDB_EINVAL; JDB_EREADONLY; JDB_ECLOSED; JDB_EIO.
+ */
+JDB_API int jdb_table_drop(jdb_t *db, const void *name, size_t name_len);
+
+enum { JDB_ASC = 0, JDB_DESC = 1 };
+/** Fork a table as of a time. Not supported yet: JDB_ENOTSUP. */
+JDB_API int jdb_table_fork(jdb_table_t *src, uint64_t ts_sec, int order, const void *name,
+                           size_t name_len, jdb_table_t **out);
+
+/**
+ * Call fn for every table whose name is >= start (NULL: from the first), in bytewise name order
+ * across all shards, until fn returns non-zero.
+ * @return JDB_OK (names ran out), fn's non-zero return, JDB_EINVAL, JDB_ECLOSED, JDB_EIO.
+ * fn runs on the calling thread and may call JDB (but not jdb_close).
+ */
+typedef int (*jdb_name_fn)(void *ud, const void *name, size_t name_len);
+JDB_API int jdb_table_list(jdb_t *db, const void *start, size_t start_len, jdb_name_fn fn,
+                           void *ud);
+
+/* =============================================================================================
+ * Key-value. Keys 1 .. JDB_KEY_MAX bytes, values 0 .. JDB_VALUE_MAX bytes. Each write is given
+ * the shard's next sequence number; a later write to a key replaces it.
+ * =========================================================================================== */
+
+/**
+ * Put key -> val. Returns once the write survives a crash of this process (it is in the
+ * kernel's page cache); jdb_put_sync returns once it survives power loss, together with every
+ * write to the same shard acknowledged before it started.
+ * @return JDB_OK; JDB_EINVAL (NULL table or key, klen 0 or > JDB_KEY_MAX, vlen > JDB_VALUE_MAX,
+ *         val NULL with vlen > 0); JDB_NOTFOUND (table dropped); JDB_EREADONLY (read-only
+ *         instance, or the shard refuses writes after an I/O error); JDB_ECLOSED; JDB_ENOMEM;
+ *         JDB_EIO; JDB_ENOSPC.
+ * Thread-safe. key and val are copied before the call returns.
+ */
+JDB_API int jdb_put(jdb_table_t *t, const void *key, size_t klen, const void *val, size_t vlen);
+JDB_API int jdb_put_sync(jdb_table_t *t, const void *key, size_t klen, const void *val,
+                         size_t vlen);
+/** Delete key (JDB_OK even if absent). Errors as jdb_put. */
+JDB_API int jdb_del(jdb_table_t *t, const void *key, size_t klen);
+
+/**
+ * Read the current value of key.
+ * @param[out] val   a copy to release with jdb_free (non-NULL even for a 0-byte value).
+ * @param[out] vlen  its length.
+ * @return JDB_OK; JDB_NOTFOUND (absent or deleted); JDB_EINVAL; JDB_ECLOSED; JDB_ECORRUPT;
+ *         JDB_EIO; JDB_ENOMEM. On error *val is NULL and *vlen 0.
+ * Thread-safe.
+ */
+JDB_API int jdb_get(jdb_table_t *t, const void *key, size_t klen, void **val, size_t *vlen);
+/** Release memory returned by jdb_get / jdb_get_at. NULL is a no-op. */
+JDB_API void jdb_free(void *p);
+
+/* A batch: operations on one table applied atomically (all or nothing, also across crashes).
+   A later operation on the same key wins. Owned by one thread at a time. */
+typedef struct jdb_batch jdb_batch_t;
+/** New empty batch, or NULL when out of memory. */
+JDB_API jdb_batch_t *jdb_batch_new(void);
+/** Append a put (copied). JDB_OK; JDB_EINVAL (sizes as jdb_put, or more than JDB_BATCH_MAX
+    operations); JDB_ENOMEM. */
+JDB_API int jdb_batch_put(jdb_batch_t *b, const void *key, size_t klen, const void *val,
+                          size_t vlen);
+/** Append a delete. Errors as jdb_batch_put. */
+JDB_API int jdb_batch_del(jdb_batch_t *b, const void *key, size_t klen);
+/** Remove every operation (keeps the memory for reuse). NULL is a no-op. */
+JDB_API void jdb_batch_clear(jdb_batch_t *b);
+/** NULL is a no-op. */
+JDB_API void jdb_batch_free(jdb_batch_t *b);
+/** Number of operations in the batch (0 for NULL). */
+JDB_API size_t jdb_batch_count(const jdb_batch_t *b);
+
+#define JDB_SYNC 1u
+/**
+ * Apply batch b to table t atomically. flags: 0 (survives a process crash) or JDB_SYNC
+ * (survives power loss). An empty batch is JDB_OK and writes nothing. The batch is unchanged.
+ * @return as jdb_put; JDB_EINVAL also for unknown flags.
+ */
+JDB_API int jdb_write(jdb_table_t *t, jdb_batch_t *b, unsigned flags);
+
+/* =============================================================================================
+ * Snapshots. A snapshot is a consistent view of one table's shard at a sequence number; reads
+ * through it see no later write. Owned by one thread at a time; release it before jdb_close.
+ * =========================================================================================== */
+typedef struct jdb_snap jdb_snap_t;
+/** A snapshot of t now. JDB_OK; JDB_EINVAL; JDB_ECLOSED; JDB_ENOMEM. */
+JDB_API int jdb_snapshot(jdb_table_t *t, jdb_snap_t **out);
+/** Time travel. Not supported yet: JDB_ENOTSUP. */
+JDB_API int jdb_snapshot_at(jdb_table_t *t, uint64_t ts_sec, int order, jdb_snap_t **out);
+/** The snapshot's sequence number (0 for NULL). */
+JDB_API uint64_t jdb_snapshot_seq(const jdb_snap_t *s);
+/** Release. NULL is a no-op. */
+JDB_API void jdb_snapshot_release(jdb_snap_t *s);
+/** jdb_get as of the snapshot, in the snapshot's table. Errors as jdb_get. */
+JDB_API int jdb_get_at(const jdb_snap_t *s, const void *key, size_t klen, void **val,
+                       size_t *vlen);
+
+/* =============================================================================================
+ * Iterators: the live keys of one table in key order (bytewise), forwards and backwards at the
+ * same cost, at a snapshot (NULL: a snapshot taken when the iterator opens, held until close).
+ * Positioning calls return JDB_OK on an entry and JDB_NOTFOUND when there is none (the
+ * iterator is then unpositioned). Key/value pointers stay valid until the next move or close.
+ * Owned by one thread at a time; close it before jdb_close.
+ * =========================================================================================== */
+typedef struct jdb_iter jdb_iter_t;
+/** JDB_OK; JDB_EINVAL (NULL t/out, snap of another table); JDB_ECLOSED; JDB_ENOMEM. */
+JDB_API int jdb_iter_open(jdb_table_t *t, const jdb_snap_t *snap, jdb_iter_t **out);
+JDB_API int jdb_iter_first(jdb_iter_t *it);
+JDB_API int jdb_iter_last(jdb_iter_t *it);
+JDB_API int jdb_iter_seek(jdb_iter_t *it, const void *key, size_t klen);      /* first >= key */
+JDB_API int jdb_iter_seek_prev(jdb_iter_t *it, const void *key, size_t klen); /* last <= key */
+JDB_API int jdb_iter_next(jdb_iter_t *it);    /* JDB_EINVAL when unpositioned */
+JDB_API int jdb_iter_prev(jdb_iter_t *it);    /* JDB_EINVAL when unpositioned */
+/** The current entry. JDB_OK; JDB_EINVAL (unpositioned or NULL arguments). */
+JDB_API int jdb_iter_key(jdb_iter_t *it, const void **key, size_t *klen);
+JDB_API int jdb_iter_value(jdb_iter_t *it, const void **val, size_t *vlen);
+/** NULL is a no-op. */
+JDB_API void jdb_iter_close(jdb_iter_t *it);
+/** History of one key. Not supported yet: JDB_ENOTSUP. */
+JDB_API int jdb_history_open(jdb_table_t *t, const void *key, size_t klen, jdb_iter_t **out);
+/** Version of a history entry. Not supported yet: JDB_ENOTSUP. */
+JDB_API int jdb_iter_version(jdb_iter_t *it, uint64_t *seq, uint64_t *ts_sec, int *is_tombstone);
+
+/* =============================================================================================
+ * Pipelines: queue many operations (on any tables of one instance), then jdb_pipe_exec sends
+ * them with one crossing per shard and waits for all. Operations on one shard run in queue
+ * order; operations are not atomic together (use a batch for that). Owned by one thread.
+ * =========================================================================================== */
+typedef struct jdb_pipe jdb_pipe_t;
+/** New empty pipeline for db, or NULL (NULL db or out of memory). */
+JDB_API jdb_pipe_t *jdb_pipe_new(jdb_t *db);
+/** Queue an operation (copied). JDB_OK; JDB_EINVAL (sizes as jdb_put, a table of another
+    instance); JDB_ENOMEM. */
+JDB_API int jdb_pipe_put(jdb_pipe_t *p, jdb_table_t *t, const void *k, size_t kl, const void *v,
+                         size_t vl);
+JDB_API int jdb_pipe_get(jdb_pipe_t *p, jdb_table_t *t, const void *k, size_t kl);
+JDB_API int jdb_pipe_del(jdb_pipe_t *p, jdb_table_t *t, const void *k, size_t kl);
+/**
+ * Run every queued operation. flags: 0 or JDB_SYNC (the writes survive power loss on return).
+ * @return JDB_OK when every operation ran (each has its own result, see jdb_pipe_result);
+ *         JDB_EINVAL; JDB_ECLOSED. After exec the operations stay queued until jdb_pipe_reset.
+ */
+JDB_API int jdb_pipe_exec(jdb_pipe_t *p, unsigned flags);
+/**
+ * Result of operation i (0-based, in queue order) of the last exec: its return code (JDB_OK,
+ * JDB_NOTFOUND for a get of a missing key, ...). For a successful get, *val / *vlen (either may
+ * be NULL) give the value, valid until the next exec, reset or free. JDB_EINVAL for i out of
+ * range or before any exec.
+ */
+JDB_API int jdb_pipe_result(jdb_pipe_t *p, size_t i, const void **val, size_t *vlen);
+/** Forget queued operations and results (keeps memory). NULL is a no-op. */
+JDB_API void jdb_pipe_reset(jdb_pipe_t *p);
+/** NULL is a no-op. */
+JDB_API void jdb_pipe_free(jdb_pipe_t *p);
+/** Operations queued (0 for NULL). */
+JDB_API size_t jdb_pipe_count(const jdb_pipe_t *p);
+
+/* =============================================================================================
+ * Streams. Not supported yet: every function returns JDB_ENOTSUP (jdb_watch_close is a no-op).
+ * =========================================================================================== */
+enum { JDB_OP_PUT = 1, JDB_OP_DEL = 2 };
+typedef struct jdb_event {
+  uint64_t seq, ts_sec;
+  int op;
+  const void *key;
+  size_t klen;
+  const void *val;
+  size_t vlen;   /* valid until the next call */
+} jdb_event_t;
+typedef struct jdb_watch jdb_watch_t;
+JDB_API int jdb_watch_open(jdb_table_t *t, uint64_t from_seq, jdb_watch_t **out);
+JDB_API int jdb_watch_next(jdb_watch_t *w, jdb_event_t *ev, int timeout_ms);
+JDB_API int jdb_watch_fd(jdb_watch_t *w);
+JDB_API void jdb_watch_close(jdb_watch_t *w);
+JDB_API int jdb_event_encode(const jdb_event_t *ev, void *buf, size_t cap, size_t *used);
+typedef long (*jdb_read_fn)(void *ud, void *buf, size_t cap);
+JDB_API int jdb_import(jdb_table_t *t, jdb_read_fn read, void *ud, uint64_t *applied);
+
+/* =============================================================================================
+ * Series (time series). Not supported yet: every function returns JDB_ENOTSUP.
+ * =========================================================================================== */
+typedef struct jdb_tag {
+  const void *name;
+  size_t name_len;
+  const void *value;
+  size_t value_len;
+} jdb_tag_t;
+JDB_API int jdb_series_put(jdb_table_t *t, const jdb_tag_t *tags, size_t ntags, int64_t ts,
+                           double value);
+JDB_API int jdb_series_write_lp(jdb_table_t *t, const char *buf, size_t len, int precision,
+                                size_t *points);
+enum { JDB_AGG_NONE, JDB_AGG_COUNT, JDB_AGG_SUM, JDB_AGG_MIN, JDB_AGG_MAX, JDB_AGG_AVG,
+       JDB_AGG_FIRST, JDB_AGG_LAST };
+typedef int (*jdb_point_fn)(void *ud, const jdb_tag_t *tags, size_t ntags, int64_t ts, double v);
+JDB_API int jdb_series_query(jdb_table_t *t, const char *selector, int64_t t0, int64_t t1,
+                             int64_t step, int agg, jdb_point_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

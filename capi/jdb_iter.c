@@ -1,0 +1,1 @@
+/* jdb_iter.c - being written (issue 6) */

@@ -1,0 +1,1 @@
+/* jdb_notsup.c - being written (issue 6) */

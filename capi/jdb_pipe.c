@@ -1,0 +1,1 @@
+/* jdb_pipe.c - being written (issue 6) */

@@ -1,0 +1,1 @@
+/* rt.c - being written (issue 6) */
