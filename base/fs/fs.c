@@ -133,6 +133,13 @@ int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigne
   return JDB_OK;
 }
 
+int fs_ctx_set_notify_fd(struct fs_ctx *ctx, int fd)
+{
+  if (!ctx)
+    return JDB_EINVAL;
+  return ctx->be->set_notify_fd ? ctx->be->set_notify_fd(ctx, fd < 0 ? -1 : fd) : JDB_OK;
+}
+
 int fs_submit(struct fs_ctx *ctx, struct fs_op *op)
 {
   if (!ctx)

@@ -136,6 +136,15 @@ const char *fs_ctx_backend_name(const struct fs_ctx *ctx);   /* "uring", "psync"
 struct iovec;
 int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n);
 
+/* Signal completions on fd (an eventfd): from now on each completion the backend learns of
+   asynchronously adds to fd's counter, so a reactor can sleep on fd (with its own wake-ups) and
+   still learn of finished I/O; it then calls fs_poll(ctx, 0). fd < 0 removes it. uring:
+   io_uring_register_eventfd (a later call replaces the fd). psync: JDB_OK and nothing (its ops
+   complete inside fs_flush, on the calling thread). faulty: forwarded to the inner ctx. The fd is
+   borrowed: it must stay open until it is removed or the ctx destroyed. JDB_OK, JDB_EINVAL,
+   JDB_ENOTSUP (kernel refuses), JDB_ENOMEM. */
+int fs_ctx_set_notify_fd(struct fs_ctx *ctx, int fd);
+
 /* Accept an op (state IDLE or DONE) for the next fs_flush. Validates it: a known opcode, a
    file, for reads/writes a buffer and 0 < len; with O_DIRECT files, buffer, length and offset
    aligned to the file's alignment. On a bad op returns JDB_EINVAL and the op stays untouched.

@@ -654,6 +654,11 @@ static int faulty_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, 
   return fs_ctx_register_buffers(faulty_of(ctx)->inner, iov, n);
 }
 
+static int faulty_set_notify_fd(struct fs_ctx *ctx, int fd)
+{
+  return fs_ctx_set_notify_fd(faulty_of(ctx)->inner, fd);
+}
+
 static void faulty_destroy(struct fs_ctx *ctx)
 {
   struct faulty_ctx *fc = faulty_of(ctx);
@@ -692,6 +697,7 @@ static const struct fs_backend faulty_backend = {
   .rename = faulty_rename,
   .dir_sync = faulty_dir_sync,
   .register_buffers = faulty_register_buffers,
+  .set_notify_fd = faulty_set_notify_fd,
 };
 
 int fs_faulty_create(struct fs_ctx *inner, uint64_t seed, struct fs_ctx **out)

@@ -57,6 +57,8 @@ struct fs_backend {
   int (*dir_sync)(struct fs_ctx *ctx, const char *dir);
   /* optional (NULL: buffers are accepted and ignored) */
   int (*register_buffers)(struct fs_ctx *ctx, const struct iovec *iov, unsigned n);
+  /* optional (NULL: completions happen inside fs_flush, nothing to signal) */
+  int (*set_notify_fd)(struct fs_ctx *ctx, int fd);
 };
 
 struct fs_ctx {

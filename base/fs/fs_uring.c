@@ -46,6 +46,7 @@ struct uring_ctx {
                                    by the next reap */
   int files_registered;
   int bufs_registered;
+  int notify_registered;        /* an eventfd is registered (fs_ctx_set_notify_fd) */
   uint8_t slot_used[URING_FILES_MAX];
 };
 
@@ -265,6 +266,24 @@ static int uring_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, u
   return JDB_OK;
 }
 
+static int uring_set_notify_fd(struct fs_ctx *ctx, int fd)
+{
+  struct uring_ctx *u = (struct uring_ctx *)ctx;
+  if (u->notify_registered) {
+    io_uring_unregister_eventfd(&u->ring);
+    u->notify_registered = 0;
+  }
+  if (fd < 0)
+    return JDB_OK;
+  int r = io_uring_register_eventfd(&u->ring, fd);
+  if (r < 0) {
+    LOG_WARN("io_uring_register_eventfd: %s", strerror(-r));
+    return r == -ENOMEM ? JDB_ENOMEM : r == -EBADF || r == -EINVAL ? JDB_EINVAL : JDB_ENOTSUP;
+  }
+  u->notify_registered = 1;
+  return JDB_OK;
+}
+
 static void uring_destroy(struct fs_ctx *ctx)
 {
   struct uring_ctx *u = (struct uring_ctx *)ctx;
@@ -290,6 +309,7 @@ static const struct fs_backend uring_backend = {
   .rename = fs_posix_rename,
   .dir_sync = fs_posix_dir_sync,
   .register_buffers = uring_register_buffers,
+  .set_notify_fd = uring_set_notify_fd,
 };
 
 int fs_uring_create(const struct fs_ctx_opts *opts, struct fs_ctx **out)
@@ -305,10 +325,14 @@ int fs_uring_create(const struct fs_ctx_opts *opts, struct fs_ctx **out)
   /* Setup flags, most wanted first; kernels that reject a set get the next one.
      SINGLE_ISSUER: only the owner thread enters the ring. COOP_TASKRUN: a completion does not
      interrupt the thread with an IPI; it is posted at the thread's next kernel entry, which for
-     a reactor is its next submit or wait anyway. */
+     a reactor is its next submit or wait anyway. TASKRUN_FLAG: the kernel flags such pending
+     completions in the SQ ring, and a non-waiting reap (liburing's peek) then enters the kernel
+     to post them; without it a reactor that keeps running fibers and polling with fs_poll(ctx,
+     0), making no system call, sees a completion only at the next timer tick (measured here:
+     0.2 .. 8 ms late instead of ~25 us). */
   static const unsigned setups[] = {
-    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
-    IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
     0,
   };
   struct io_uring_params p;

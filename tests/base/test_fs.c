@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -132,6 +134,111 @@ static void test_ctx_basics(void **state)
   } else {
     unsetenv("JDB_IO");
   }
+}
+
+/* Completion notification (fs_ctx_set_notify_fd). */
+
+/* The eventfd's counter (0 when it was not signalled); resets it. */
+static uint64_t efd_take(int efd, int timeout_ms)
+{
+  struct pollfd pf = {.fd = efd, .events = POLLIN};
+  if (poll(&pf, 1, timeout_ms) != 1)
+    return 0;
+  uint64_t v = 0;
+  assert_int_equal(read(efd, &v, sizeof v), (ssize_t)sizeof v);
+  return v;
+}
+
+/* Submit op, flush, and check how its completion is announced: on efd when the backend
+   completes asynchronously (uring, faulty over uring), never for psync (done in fs_flush). */
+static void notify_one(struct fs_ctx *ctx, struct fs_op *op, int efd_on, int efd_off)
+{
+  int async = strcmp(g_backend, "psync") != 0;
+  assert_int_equal(fs_submit(ctx, op), JDB_OK);
+  assert_int_equal(fs_flush(ctx), JDB_OK);
+  if (async && efd_on >= 0)
+    assert_true(efd_take(efd_on, 10000) >= 1);
+  /* Signalled means posted: a non-blocking poll reaps it now. */
+  if (async && efd_on >= 0)
+    assert_int_equal(fs_poll(ctx, 0), 1);
+  else
+    assert_int_equal(fs_wait(ctx, op), JDB_OK);
+  assert_int_equal(op->state, FS_OP_DONE);
+  assert_int_equal(fs_op_error(op), JDB_OK);
+  if (efd_on >= 0)
+    assert_int_equal(efd_take(efd_on, 0), 0);
+  if (efd_off >= 0)
+    assert_int_equal(efd_take(efd_off, 0), 0);
+}
+
+static void test_notify_fd(void **state)
+{
+  (void)state;
+  struct fs_ctx *ctx = ctx_new();
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), efd2 = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  assert_true(efd >= 0 && efd2 >= 0);
+  assert_int_equal(fs_ctx_set_notify_fd(NULL, efd), JDB_EINVAL);
+  if (strcmp(g_backend, "psync") != 0) {
+    int bad = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* not an eventfd */
+    assert_true(bad >= 0);
+    assert_int_equal(fs_ctx_set_notify_fd(ctx, bad), JDB_EINVAL);
+    close(bad);
+  }
+  assert_int_equal(fs_ctx_set_notify_fd(ctx, efd), JDB_OK);
+
+  const char *dir = tutil_tmpdir("fs_notify");
+  char p[4096];
+  struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "n"), FS_O_CREATE | FS_O_DIRECT);
+  enum { NB = 64 };
+  uint8_t *b = tutil_abuf(NB * BLK), *r = tutil_abuf(BLK);
+  tutil_pat_fill(b, NB * BLK, 7);
+  assert_int_equal(fs_write_sync(ctx, f, b, NB * BLK, 0), JDB_OK);
+  efd_take(efd, 0);   /* the blocking helpers' completions */
+
+  /* Reads and a write -> fdatasync chain, each announced once it is reapable. */
+  struct fs_op op;
+  for (int i = 0; i < 8; i++) {
+    fs_op_prep_read(&op, f, r, BLK, (uint64_t)(i * 7 % NB) * BLK);
+    notify_one(ctx, &op, efd, -1);
+    assert_memory_equal(r, b + (size_t)(i * 7 % NB) * BLK, BLK);
+  }
+  struct fs_op w, s;
+  fs_op_prep_write(&w, f, b, NB * BLK, 0);
+  fs_op_prep_sync(&s, f, 0);
+  struct fs_op *chain[2] = {&w, &s};
+  assert_int_equal(fs_submit_chain(ctx, chain, 2), JDB_OK);
+  assert_int_equal(fs_flush(ctx), JDB_OK);
+  int done = 0;
+  for (int spins = 0; done < 2 && spins < 100; spins++) {
+    if (strcmp(g_backend, "psync") != 0)
+      assert_true(efd_take(efd, 10000) >= 1);
+    int n = fs_poll(ctx, 0);
+    assert_true(n >= 0);
+    done += n;
+  }
+  assert_int_equal(done, 2);
+  assert_int_equal(fs_op_error(&w), JDB_OK);
+  assert_int_equal(fs_op_error(&s), JDB_OK);
+
+  /* Another fd replaces the first; -1 removes it. */
+  assert_int_equal(fs_ctx_set_notify_fd(ctx, efd2), JDB_OK);
+  fs_op_prep_read(&op, f, r, BLK, 3 * BLK);
+  notify_one(ctx, &op, efd2, efd);
+  assert_int_equal(fs_ctx_set_notify_fd(ctx, -1), JDB_OK);
+  assert_int_equal(fs_ctx_set_notify_fd(ctx, -1), JDB_OK);
+  fs_op_prep_read(&op, f, r, BLK, 5 * BLK);
+  notify_one(ctx, &op, -1, efd2);
+  assert_int_equal(efd_take(efd, 0), 0);
+
+  /* Destroying the ctx with the fd still registered is fine. */
+  assert_int_equal(fs_ctx_set_notify_fd(ctx, efd), JDB_OK);
+  assert_int_equal(fs_file_close(ctx, f), JDB_OK);
+  fs_ctx_destroy(ctx);
+  close(efd);
+  close(efd2);
+  free(b);
+  free(r);
+  tutil_rmrf(dir);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -1275,6 +1382,7 @@ int main(int argc, char **argv)
   }
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_ctx_basics),
+    cmocka_unit_test(test_notify_fd),
     cmocka_unit_test(test_open_modes),
     cmocka_unit_test(test_bad_ops),
     cmocka_unit_test(test_direct_roundtrip),
