@@ -1,6 +1,11 @@
 /*
  * tab.c - the tablet: open and recovery, the write path, point reads, views and snapshots, the
- * table catalog, statistics. Checkpoints are in tab_ckpt.c, iterators in tab_iter.c.
+ * table catalog, statistics, checks (tab_check, tab_verify). Checkpoints are in tab_ckpt.c,
+ * iterators in tab_iter.c.
+ *
+ * Read-only (tab_opts.read_only): every path that would log something (tab_commit: writes,
+ * catalog changes) or checkpoint (tab_ckpt, tab_ckpt_maybe, tab_close) refuses first; open
+ * creates nothing. Recovery itself is unchanged: wal_replay may still repair the log tail.
  *
  * Recovery, exactly once: the superblock names the first log record that is not in its tree
  * (replay_pos) and the highest seq the tree holds (seq_max). Every BATCH record from replay_pos
@@ -23,6 +28,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define TAB_BATCH_MAX (1u << 20)
 
@@ -252,6 +258,8 @@ static int tab_commit_locked(struct tab *t, uint64_t table, const struct tab_op 
 int tab_commit(struct tab *t, uint64_t table, const struct tab_op *ops, const uint8_t *spaces,
                uint32_t n, unsigned flags, uint64_t *seq_out)
 {
+  if (t->o.read_only)
+    return JDB_EREADONLY;
   if (t->poison)
     return t->poison;
   tab_commit_lock(t);
@@ -383,6 +391,8 @@ int tab_flush(struct tab *t)
 {
   if (!t)
     return JDB_EINVAL;
+  if (t->o.read_only)
+    return JDB_OK;
   if (t->poison)
     return t->poison;
   return tab_poison(t, wal_sync(t->wal));
@@ -581,6 +591,8 @@ int tab_table_drop(struct tab *t, const void *name, size_t nlen, unsigned flags)
 {
   if (!t || !tab_name_ok(name, nlen))
     return JDB_EINVAL;
+  if (t->o.read_only)
+    return JDB_EREADONLY;   /* before the drop list learns of the id */
   uint64_t id;
   int rc = tab_meta_read(t, name, nlen, &id);
   if (rc)
@@ -601,6 +613,11 @@ int tab_table_drop(struct tab *t, const void *name, size_t nlen, unsigned flags)
     rc = tab_commit(t, 0, ops, spaces, 4, flags, NULL);
   mem_free(idval);
   return rc;
+}
+
+int tab_table_live(const struct tab *t, uint64_t id)
+{
+  return t && id >= TAB_ID_FIRST && id < t->next_id && tab_drop_find(t, id) < 0;
 }
 
 int tab_table_list(struct tab *t, const void *start, size_t slen, tab_name_fn fn, void *ud)
@@ -859,6 +876,7 @@ static void tab_free(struct tab *t)
   if (t->wal)
     wal_close(t->wal);
   pg_close(t->pg);
+  mem_free(t->dir);
   mem_free(t->drops);
   mem_free(t->scratch);
   mem_free(t->wops);
@@ -900,6 +918,8 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
   if ((size_t)snprintf(pages, sizeof pages, "%s/pages", dir) >= sizeof pages ||
       (size_t)snprintf(logdir, sizeof logdir, "%s/log", dir) >= sizeof logdir)
     return JDB_EINVAL;
+  if (o.read_only)
+    o.create_if_missing = 0;
   if (o.create_if_missing) {
     rc = fs_mkdir(ctx, dir);
     if (rc)
@@ -912,6 +932,12 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
   t->o = o;
   t->views.next = t->views.prev = &t->views;
   t->next_id = TAB_ID_FIRST;
+  t->dir = mem_malloc(strlen(dir) + 1);
+  if (!t->dir) {
+    rc = JDB_ENOMEM;
+    goto fail;
+  }
+  memcpy(t->dir, dir, strlen(dir) + 1);
   struct pg_opts po = {.frames = o.cache_frames, .buffered = o.pages_buffered};
   bt_pg_opts(&po);
   rc = pg_open(ctx, pages, &po, o.create_if_missing, &t->pg);
@@ -949,7 +975,7 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
   rc = tab_recover_state(t);
   if (rc)
     goto fail;
-  rc = tab_ckpt_maybe(t);
+  rc = o.read_only ? JDB_OK : tab_ckpt_maybe(t);
   if (rc)
     goto fail;
   *out = t;
@@ -964,7 +990,9 @@ int tab_close(struct tab *t)
   if (!t)
     return JDB_OK;
   int rc = JDB_OK;
-  if (!t->poison)
+  if (t->o.read_only)
+    rc = JDB_OK;            /* nothing was written: nothing to checkpoint */
+  else if (!t->poison)
     rc = tab_ckpt(t, 0);
   else
     rc = tab_ckpt(t, -1);   /* only waits for a running one */
@@ -985,6 +1013,74 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out)
   out->generation = t->cur->gen;
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* Checks */
+
+/* Count the out-of-line values the tree at root references, per log segment (may park). */
+static int tab_tree_vrefs(struct tab *t, uint64_t root, struct tab_acct **seen, size_t *nseen)
+{
+  size_t cseen = 0;
+  *seen = NULL;
+  *nseen = 0;
+  if (!root)
+    return JDB_OK;
+  struct bt_cursor *c = mem_malloc(sizeof *c);
+  if (!c)
+    return JDB_ENOMEM;
+  bt_cursor_init(c, t->pg, root);
+  int rc = bt_cursor_first(c);
+  while (rc == JDB_OK) {
+    const struct bt_ent *e = bt_cursor_ent(c);
+    if (e->kind == BT_VREF) {
+      uint32_t seg = LOG_POS_SEG(e->vpos);
+      size_t i = 0;
+      while (i < *nseen && (*seen)[i].seg != seg)
+        i++;
+      if (i == *nseen) {
+        if (tab_grow((void **)seen, &cseen, *nseen + 1, sizeof **seen, 16)) {
+          rc = JDB_ENOMEM;
+          break;
+        }
+        (*seen)[(*nseen)++] = (struct tab_acct){.seg = seg};
+      }
+      (*seen)[i].values++;
+      (*seen)[i].bytes += e->vlen;
+    }
+    rc = bt_cursor_next(c);
+  }
+  bt_cursor_close(c);
+  mem_free(c);
+  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+}
+
+/* The committed log accounting against what the tree references (tab_tree_vrefs). */
+static int tab_acct_compare(struct tab *t, const struct tab_acct *seen, size_t nseen)
+{
+  int rc = JDB_OK;
+  for (size_t i = 0; i < nseen && rc == JDB_OK; i++) {
+    struct tab_acct *a = tab_acct_find(t, (uint32_t)seen[i].seg, 0);
+    if (!a || a->values != seen[i].values || a->bytes != seen[i].bytes) {
+      LOG_ERROR("tablet: segment %u: the tree references %llu values (%llu bytes), the "
+                "accounting says %llu (%llu)", (unsigned)seen[i].seg,
+                (unsigned long long)seen[i].values, (unsigned long long)seen[i].bytes,
+                a ? (unsigned long long)a->values : 0ull,
+                a ? (unsigned long long)a->bytes : 0ull);
+      rc = JDB_CORRUPT("log accounting of a segment", seen[i].seg);
+    }
+  }
+  for (size_t i = 0; i < t->nacct && rc == JDB_OK; i++) {
+    size_t j = 0;
+    while (j < nseen && seen[j].seg != t->acct[i].seg)
+      j++;
+    if (j == nseen && t->acct[i].values) {
+      LOG_ERROR("tablet: segment %u: accounted %llu values the tree does not reference",
+                (unsigned)t->acct[i].seg, (unsigned long long)t->acct[i].values);
+      rc = JDB_CORRUPT("log accounting of a segment", t->acct[i].seg);
+    }
+  }
+  return rc;
+}
+
 int tab_check(struct tab *t)
 {
   if (!t)
@@ -995,59 +1091,249 @@ int tab_check(struct tab *t)
     rc = bt_check(t->pg, root, 1, NULL);
   if (rc)
     return rc;
-  /* count the tree's out-of-line values per segment, against the committed counts */
-  struct tab_acct *seen = NULL;
-  size_t nseen = 0, cseen = 0;
-  struct bt_cursor *c = mem_malloc(sizeof *c);
-  if (!c)
-    return JDB_ENOMEM;
-  bt_cursor_init(c, t->pg, root);
-  rc = root ? bt_cursor_first(c) : JDB_NOTFOUND;
-  while (rc == JDB_OK) {
-    const struct bt_ent *e = bt_cursor_ent(c);
-    if (e->kind == BT_VREF) {
-      uint32_t seg = LOG_POS_SEG(e->vpos);
-      size_t i = 0;
-      while (i < nseen && seen[i].seg != seg)
-        i++;
-      if (i == nseen) {
-        if (tab_grow((void **)&seen, &cseen, nseen + 1, sizeof *seen, 16)) {
-          rc = JDB_ENOMEM;
-          break;
-        }
-        seen[nseen++] = (struct tab_acct){.seg = seg};
-      }
-      seen[i].values++;
-      seen[i].bytes += e->vlen;
-    }
-    rc = bt_cursor_next(c);
-  }
-  bt_cursor_close(c);
-  mem_free(c);
-  if (rc == JDB_NOTFOUND) {
-    rc = JDB_OK;
-    for (size_t i = 0; i < nseen && rc == JDB_OK; i++) {
-      struct tab_acct *a = tab_acct_find(t, (uint32_t)seen[i].seg, 0);
-      if (!a || a->values != seen[i].values || a->bytes != seen[i].bytes) {
-        LOG_ERROR("tablet: segment %u: the tree references %llu values (%llu bytes), the "
-                  "accounting says %llu (%llu)", (unsigned)seen[i].seg,
-                  (unsigned long long)seen[i].values, (unsigned long long)seen[i].bytes,
-                  a ? (unsigned long long)a->values : 0ull,
-                  a ? (unsigned long long)a->bytes : 0ull);
-        rc = JDB_CORRUPT("log accounting of a segment", seen[i].seg);
-      }
-    }
-    for (size_t i = 0; i < t->nacct && rc == JDB_OK; i++) {
-      size_t j = 0;
-      while (j < nseen && seen[j].seg != t->acct[i].seg)
-        j++;
-      if (j == nseen && t->acct[i].values) {
-        LOG_ERROR("tablet: segment %u: accounted %llu values the tree does not reference",
-                  (unsigned)t->acct[i].seg, (unsigned long long)t->acct[i].values);
-        rc = JDB_CORRUPT("log accounting of a segment", t->acct[i].seg);
-      }
-    }
-  }
+  struct tab_acct *seen;
+  size_t nseen;
+  rc = tab_tree_vrefs(t, root, &seen, &nseen);
+  if (rc == JDB_OK)
+    rc = tab_acct_compare(t, seen, nseen);
   mem_free(seen);
+  return rc;
+}
+
+int tab_io_stats_get(struct tab *t, struct tab_io_stats *out)
+{
+  if (!t || !out)
+    return JDB_EINVAL;
+  struct pg_stats ps;
+  pg_stats_get(t->pg, &ps);
+  *out = (struct tab_io_stats){.cache_frames = ps.frames, .cache_hits = ps.hits,
+                               .cache_misses = ps.misses};
+  char path[4096];
+  struct stat st;
+  if ((size_t)snprintf(path, sizeof path, "%s/pages", t->dir) < sizeof path &&
+      stat(path, &st) == 0)
+    out->page_file_bytes = (uint64_t)st.st_size;
+  size_t n = wal_segments(t->wal, NULL, 0);
+  uint32_t *segs = n ? mem_malloc(n * sizeof *segs) : NULL;
+  out->log_segments = n;
+  if (!segs)
+    return JDB_OK;   /* sizes unknown (out of memory): counted as 0 */
+  n = wal_segments(t->wal, segs, n);
+  for (size_t i = 0; i < n; i++) {
+    if ((size_t)snprintf(path, sizeof path, "%s/log/%08u.log", t->dir, segs[i]) < sizeof path &&
+        stat(path, &st) == 0)
+      out->log_bytes += (uint64_t)st.st_size;
+  }
+  mem_free(segs);
+  return JDB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Verification (tab_verify): the tree under a held view, then every log segment read through
+   its own read-only descriptor, sequentially, in chunks. */
+
+#define TAB_VERIFY_CHUNK (1u << 20)
+
+struct tab_vseg {
+  struct fs_ctx *ctx;
+  struct fs_file *f;
+  uint64_t size;             /* file size */
+  uint8_t *buf;
+  size_t cap;
+  uint64_t at;               /* file offset of buf[0] */
+  size_t len;                /* bytes of buf read */
+};
+
+/* Make [off, off + n) readable at *p; *avail is what the file has from off (less than n only at
+   its end). Reads a chunk of at least TAB_VERIFY_CHUNK when the buffer does not hold the range. */
+static int tab_vseg_at(struct tab_vseg *s, uint64_t off, size_t n, const uint8_t **p,
+                       size_t *avail)
+{
+  if (off < s->at || off + n > s->at + s->len) {
+    uint64_t left = off < s->size ? s->size - off : 0;
+    size_t want = n > TAB_VERIFY_CHUNK ? n : TAB_VERIFY_CHUNK;
+    if (want > left)
+      want = (size_t)left;
+    if (want > s->cap) {
+      uint8_t *q = mem_realloc(s->buf, want);
+      if (!q)
+        return JDB_ENOMEM;
+      s->buf = q;
+      s->cap = want;
+    }
+    uint32_t got = 0;
+    int rc = want ? fs_read(s->ctx, s->f, s->buf, (uint32_t)want, off, &got) : JDB_OK;
+    if (rc)
+      return rc;
+    s->at = off;
+    s->len = got;
+  }
+  *p = s->buf ? s->buf + (off - s->at) : NULL;
+  *avail = (size_t)(s->at + s->len - off);
+  return JDB_OK;
+}
+
+static int tab_verify_move(void *ud, const struct vlog_move_entry *e)
+{
+  (void)e;
+  ((struct tab_verify_report *)ud)->log_values_checked++;
+  return 0;
+}
+
+/* Decode every op of a BATCH or MOVE record (checksums of out-of-line values included). */
+static int tab_verify_payload(const struct wal_rec *rec, struct tab_verify_report *r)
+{
+  if (rec->type == LOG_REC_MOVE)
+    return vlog_move_decode(rec, tab_verify_move, r);
+  struct wal_batch b;
+  int rc = wal_batch_open(rec, &b);
+  struct wal_op_view v;
+  uint32_t n = 0;
+  while (rc == JDB_OK && (rc = wal_batch_next(&b, &v)) == JDB_OK)
+    n++;
+  if (rc == JDB_NOTFOUND)
+    rc = n == b.nops ? JDB_OK : JDB_CORRUPT("log record op count", rec->pos);
+  r->log_values_checked += n;
+  return rc;
+}
+
+/* One segment, from its start up to its END record, or (the segment being written when the walk
+   began) up to offset `stop`. Damage is counted in r->errors and ends the segment's walk; I/O
+   and memory errors are returned. */
+static int tab_verify_segment(struct tab *t, uint32_t seg, uint64_t stop,
+                              struct tab_verify_report *r)
+{
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof path, "%s/log/%08u.log", t->dir, seg) >= sizeof path)
+    return JDB_EINVAL;
+  struct tab_vseg s = {.ctx = t->ctx};
+  int rc = fs_file_open(t->ctx, path, FS_O_RDONLY, &s.f);
+  if (rc == JDB_NOTFOUND) {
+    LOG_ERROR("check: log segment %s is missing", path);
+    r->errors++;
+    return JDB_OK;
+  }
+  if (rc == JDB_OK)
+    rc = fs_file_size(t->ctx, s.f, &s.size);
+  const char *bad = NULL;
+  uint64_t off = 0;
+  while (rc == JDB_OK && !bad && off < stop) {
+    uint64_t pos = LOG_POS(seg, off);
+    const uint8_t *p;
+    size_t avail;
+    struct layout_rec_hdr h;
+    rc = tab_vseg_at(&s, off, LOG_REC_HDR_SIZE, &p, &avail);
+    if (rc)
+      break;
+    if (avail < LOG_REC_HDR_SIZE) {
+      bad = stop == UINT64_MAX ? "the segment ends without its END record"
+                               : "the segment ends before the written log";
+      break;
+    }
+    if (layout_rec_peek(p, avail, pos, &h) != JDB_OK) {
+      bad = "bad record header";
+      break;
+    }
+    rc = tab_vseg_at(&s, off, h.len, &p, &avail);
+    if (rc)
+      break;
+    if (layout_rec_open(p, avail, pos, &h) != JDB_OK) {
+      bad = "record checksum or length";
+      break;
+    }
+    if ((off == 0) != (h.type == LOG_REC_SEG) ||
+        (off == 0 && (h.len < LOG_REC_HDR_SIZE + 4 || le32_get(p + LOG_REC_HDR_SIZE) != seg))) {
+      bad = "segment header record";
+      break;
+    }
+    r->log_records_checked++;
+    r->log_bytes_checked += layout_rec_padded(h.len);
+    off += layout_rec_padded(h.len);
+    if (h.type == LOG_REC_PAD && (h.flags & WAL_PAD_END))
+      break;
+    if (h.type == LOG_REC_BATCH || h.type == LOG_REC_MOVE) {
+      struct wal_rec rec = {.pos = pos, .end = LOG_POS(seg, off), .type = h.type,
+                            .flags = h.flags, .payload = p + LOG_REC_HDR_SIZE,
+                            .len = h.len - LOG_REC_HDR_SIZE};
+      int prc = tab_verify_payload(&rec, r);
+      if (prc == JDB_ENOMEM)
+        rc = prc;
+      else if (prc)
+        bad = "record contents";
+    }
+  }
+  if (bad) {
+    LOG_ERROR("check: %s at offset %llu: %s", path, (unsigned long long)off, bad);
+    r->errors++;
+  }
+  r->log_segments_checked++;
+  if (s.f)
+    fs_file_close(t->ctx, s.f);
+  mem_free(s.buf);
+  return rc;
+}
+
+/* Every segment that exists now; the one being written up to the kernel's written position. */
+static int tab_verify_log(struct tab *t, struct tab_verify_report *r)
+{
+  uint64_t written = wal_written_pos(t->wal);
+  size_t n = wal_segments(t->wal, NULL, 0);
+  uint32_t *segs = mem_malloc((n ? n : 1) * sizeof *segs);
+  if (!segs)
+    return JDB_ENOMEM;
+  n = wal_segments(t->wal, segs, n);
+  int rc = JDB_OK;
+  for (size_t i = 0; i < n && rc == JDB_OK; i++) {
+    if (segs[i] > LOG_POS_SEG(written))
+      break;
+    uint64_t stop = segs[i] == LOG_POS_SEG(written) ? LOG_POS_OFF(written) : UINT64_MAX;
+    rc = tab_verify_segment(t, segs[i], stop, r);
+  }
+  mem_free(segs);
+  return rc;
+}
+
+int tab_verify(struct tab *t, struct tab_verify_report *r)
+{
+  if (!t || !r)
+    return JDB_EINVAL;
+  uint64_t errors0 = r->errors;
+  /* The view keeps the walked root's pages from reuse and every log segment in place: no
+     checkpoint releases segments nor runs the log GC while an older view is alive. */
+  struct tab_view *v = tab_view_ref(t);
+  int rc = pg_check(t->pg);
+  if (rc == JDB_ECORRUPT)
+    r->errors++;
+  else if (rc)
+    goto out;
+  if (v->root) {
+    struct bt_check_stats bs = {0};
+    rc = bt_check(t->pg, v->root, 0, &bs);
+    r->pages_checked += bs.leaves + bs.branches;
+    r->entries_checked += bs.entries;
+    if (rc == JDB_ECORRUPT)
+      r->errors++;
+    else if (rc)
+      goto out;
+  }
+  if (rc == JDB_OK) {
+    struct tab_acct *seen;
+    size_t nseen;
+    rc = tab_tree_vrefs(t, v->root, &seen, &nseen);
+    /* The committed counts describe the current root: compare only when no checkpoint
+       committed a new one while the walk parked. */
+    if (rc == JDB_OK && t->cur->root == v->root && tab_acct_compare(t, seen, nseen))
+      r->errors++;
+    mem_free(seen);
+    if (rc == JDB_ECORRUPT)
+      r->errors++;
+    else if (rc)
+      goto out;
+  }
+  rc = tab_verify_log(t, r);
+out:
+  tab_view_unref(t, v);
+  if (rc == JDB_OK && r->errors > errors0)
+    rc = JDB_ECORRUPT;
   return rc;
 }

@@ -71,14 +71,20 @@ struct tab_opts {
   uint64_t history_seconds;   /* keep overwritten versions this long (default 0) */
   int create_if_missing;
   int pages_buffered;         /* 1: pages through the page cache (default: O_DIRECT) */
+  int read_only;              /* 1: never create anything; writes, table creation and drops,
+                                 checkpoints give JDB_EREADONLY; close does not checkpoint.
+                                 Recovery still repairs the log as in a writable open (a torn tail
+                                 is cut, the next segment is created and prepared): the files must
+                                 be writable (see jdb.h, read_only) */
 };
 
-/* Open (or create, with create_if_missing) the tablet in dir and recover it.
+/* Open (or create, with create_if_missing and not read_only) the tablet in dir and recover it.
    [in] ctx: the I/O context, borrowed (must outlive the tablet). [in] opts: NULL = defaults.
    JDB_OK, JDB_EINVAL, JDB_NOTFOUND (missing and !create_if_missing), JDB_ECORRUPT (damage that
    is not a torn log tail), JDB_EVERSION, JDB_EIO, JDB_ENOMEM. *out is NULL on failure. */
 int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, struct tab **out);
-/* Checkpoint what the memtables hold (unless the tablet refuses writes), close files and free.
+/* Checkpoint what the memtables hold (unless the tablet refuses writes or is read-only), close
+   files and free.
    Snapshots and iterators must have been released (asserted). Called outside any fiber while a
    background checkpoint fiber runs, it drives that fiber's scheduler and the I/O until the
    checkpoint ends. Returns the checkpoint's error, if any: the log still has everything written,
@@ -91,13 +97,19 @@ int tab_close(struct tab *t);
  * ------------------------------------------------------------------------------------------- */
 
 /* Create table `name`: JDB_OK with *id, JDB_EEXIST (then *id is the existing table's id),
-   JDB_EINVAL (name NULL or length not 1 .. TAB_NAME_MAX). The catalog change is a logged batch
+   JDB_EINVAL (name NULL or length not 1 .. TAB_NAME_MAX), JDB_EREADONLY (a new name on a
+   read-only tablet). The catalog change is a logged batch
    with the same durability as a put (TAB_SYNC in flags for power-loss durability). */
 int tab_table_create(struct tab *t, const void *name, size_t nlen, unsigned flags, uint64_t *id);
 /* Find table `name`: JDB_OK with *id, JDB_NOTFOUND, JDB_EINVAL. */
 int tab_table_find(struct tab *t, const void *name, size_t nlen, uint64_t *id);
+/* 1 when id names a table that exists now (given by this tablet and not dropped), else 0. Reads
+   of a dropped id still see its data until checkpoints erase it: callers that want "the table is
+   gone" semantics at once (the C API) check this first. Never parks. */
+int tab_table_live(const struct tab *t, uint64_t id);
 /* Drop table `name`: its name goes at once; its data is removed by later checkpoints (space is
-   reclaimed then). Writes to its id afterwards are JDB_EINVAL. JDB_OK, JDB_NOTFOUND, JDB_EINVAL. */
+   reclaimed then). Writes to its id afterwards are JDB_EINVAL. JDB_OK, JDB_NOTFOUND, JDB_EINVAL,
+   JDB_EREADONLY. */
 int tab_table_drop(struct tab *t, const void *name, size_t nlen, unsigned flags);
 /* Call fn for every table whose name is >= start (start NULL: from the first), in name order
    (bytewise), until fn returns non-zero (returned) or the names run out (JDB_OK). */
@@ -124,12 +136,14 @@ struct tab_op {
 
 /* Write one atomic batch (1 .. 2^20 ops; a later op on the same key wins) to table id.
    [out] seq: the batch's seq (may be NULL). JDB_OK, JDB_EINVAL (sizes, unknown or dropped table,
-   reserved id), JDB_ENOMEM, JDB_EIO / JDB_ENOSPC (the log failed: the tablet refuses writes). */
+   reserved id), JDB_EREADONLY, JDB_ENOMEM, JDB_EIO / JDB_ENOSPC (the log failed: the tablet
+   refuses writes). */
 int tab_write(struct tab *t, uint64_t table, const struct tab_op *ops, uint32_t n,
               unsigned flags, uint64_t *seq);
-/* Everything written so far durable. JDB_OK or the log's error. */
+/* Everything written so far durable. JDB_OK or the log's error (read-only: JDB_OK). */
 int tab_flush(struct tab *t);
-/* Freeze the active memtable (when not empty) and checkpoint it now; waits for it. */
+/* Freeze the active memtable (when not empty) and checkpoint it now; waits for it.
+   JDB_EREADONLY on a read-only tablet. */
 int tab_checkpoint(struct tab *t);
 
 /* ---------------------------------------------------------------------------------------------
@@ -186,9 +200,42 @@ struct tab_stats {
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);
 
+/* Sizes and page-cache counters (jdb_stats). */
+struct tab_io_stats {
+  uint64_t cache_frames;          /* page cache budget, 4 KiB frames */
+  uint64_t cache_hits, cache_misses;
+  uint64_t page_file_bytes;       /* size of the pages file (stat(2)) */
+  uint64_t log_segments;          /* log segment files */
+  uint64_t log_bytes;             /* their sizes (one stat(2) each) */
+};
+/* JDB_OK, or JDB_EINVAL (NULL). Never parks. */
+int tab_io_stats_get(struct tab *t, struct tab_io_stats *out);
+
 /* Walk everything and check it (tests, `jdb check`): the tree (bt_check), pg's structures, and
    that the per-segment counts of out-of-line values the checkpoints persisted equal what the
    tree references. JDB_OK or JDB_ECORRUPT (logged). Reads the whole tree. */
 int tab_check(struct tab *t);
+
+/* What tab_verify read. Counts add up (callers may sum several tablets into one report). */
+struct tab_verify_report {
+  uint64_t pages_checked;         /* tree pages walked and verified (branches + leaves) */
+  uint64_t entries_checked;       /* tree entries */
+  uint64_t log_segments_checked;
+  uint64_t log_records_checked;   /* every framed record: SEG, BATCH, MOVE, PAD */
+  uint64_t log_bytes_checked;     /* their bytes, padding included */
+  uint64_t log_values_checked;    /* ops of BATCH records and entries of MOVE records */
+  uint64_t errors;                /* problems found, each logged at JDB_LOG_ERROR */
+};
+/* Verify the tablet while it runs (`jdb check`): the page cache's structures (pg_check), the
+   committed tree (every page read and checked: checksums, format, key order, bt_check), the log
+   accounting against the tree (as tab_check), and every log record of every segment on disk, read
+   through its own read-only descriptor: framing, checksum, position, segment header and end, and
+   every op of BATCH and MOVE records (out-of-line values' checksums included). The current
+   segment is read up to the position the kernel had when the walk began.
+   A view of the tablet is held for the whole walk: pages of the walked tree are not reused and no
+   log segment is released or collected until it ends (checkpoints go on). Other fibers keep
+   running whenever this one parks on I/O. Counts are added to *r (not zeroed first).
+   Returns JDB_OK, JDB_ECORRUPT (r->errors > 0), JDB_EIO, JDB_ENOMEM, JDB_EINVAL (NULL). */
+int tab_verify(struct tab *t, struct tab_verify_report *r);
 
 #endif

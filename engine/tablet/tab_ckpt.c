@@ -461,6 +461,8 @@ int tab_ckpt(struct tab *t, int force)
     return wrc;
   if (force < 0)
     return JDB_OK;
+  if (t->o.read_only)
+    return JDB_EREADONLY;
   if (t->poison)
     return t->poison;
   int pending = 0;
@@ -492,7 +494,7 @@ int tab_ckpt_maybe(struct tab *t)
   /* A checkpoint is due when the memtable is full, or when the log has grown by
      TAB_LOG_SEGS_CKPT segments since the last one (large values fill the log while their
      references barely fill the memtable; until a checkpoint no segment can be released). */
-  if (t->poison || (mt_bytes(t->cur->act->m) < t->o.memtable_bytes &&
+  if (t->poison || t->o.read_only || (mt_bytes(t->cur->act->m) < t->o.memtable_bytes &&
                     tab_log_segs_since(t) < TAB_LOG_SEGS_CKPT))
     return JDB_OK;
   if (t->ckpt_running) {

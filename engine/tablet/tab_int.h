@@ -81,6 +81,7 @@ struct tab_drop {
 struct tab {
   struct fs_ctx *ctx;
   struct tab_opts o;
+  char *dir;               /* the tablet's directory (tab_verify, tab_io_stats_get read it) */
   struct pg *pg;
   struct wal *wal;
   struct vlog *vlog;

@@ -14,7 +14,11 @@
  *     torn tail, the last record); durability flags against crash images;
  *   - fibers: a writer and a reader next to background checkpoints, a close inside a fiber while
  *     one runs, point reads parked on page misses while checkpoints go on, a drop that lands
- *     while a checkpoint erases another dropped table.
+ *     while a checkpoint erases another dropped table;
+ *   - read-only opens of a crash image (everything readable, every change refused, no file
+ *     changed, nothing created);
+ *   - tab_verify: exact counts, damaged log records and tree pages found, undamaged again, next
+ *     to a writer and checkpoints.
  *
  * One binary, run once per backend: argv[1] is "uring" or "psync". Exits 77 when io_uring is
  * unavailable for the "uring" run. JDB_TEST_SEED=<n> repeats a run; JDB_TEST_SCALE=<x> multiplies
@@ -2965,6 +2969,299 @@ static void test_fiber_drop_during_checkpoint(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* Read-only tablets */
+
+/* FNV-1a of a file's bytes. */
+static uint64_t file_hash(const char *path)
+{
+  int fd = open(path, O_RDONLY);
+  assert_true(fd >= 0);
+  static uint8_t buf[1u << 16];
+  uint64_t h = 1469598103934665603ull;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; i++)
+      h = (h ^ buf[i]) * 1099511628211ull;
+  close(fd);
+  return h;
+}
+
+/* The pages file and every log segment of a tablet directory (next.tmp, the next segment
+   being prepared, is not part of the state). */
+static uint64_t dir_state_hash(const char *dir)
+{
+  char path[4096], logdir[4096];
+  tutil_path(path, sizeof path, dir, "pages");
+  uint64_t h = file_hash(path);
+  tutil_path(logdir, sizeof logdir, dir, "log");
+  DIR *d = opendir(logdir);
+  assert_non_null(d);
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    size_t l = strlen(de->d_name);
+    if (l < 5 || strcmp(de->d_name + l - 4, ".log") != 0)
+      continue;
+    tutil_path(path, sizeof path, logdir, de->d_name);
+    h ^= file_hash(path) * (l + 31);
+  }
+  closedir(d);
+  return h;
+}
+
+/* A read-only open of a crash image (history in the tree and in the log) reads everything,
+   refuses every change with JDB_EREADONLY (a refused create or drop leaves no trace), does not
+   checkpoint, leaves the pages and log segments byte for byte as they were, creates nothing
+   where nothing is. */
+static void test_read_only(void **state)
+{
+  (void)state;
+  struct tutil_rng r;
+  tutil_rng_init(&r, tutil_seed() ^ 0x4ead0);
+  struct tab_opts o = small_opts();
+  struct tenv e;
+  struct cdata d;
+  uint64_t id = cdata_env(&e, "tab_ro", &o, &d, 3000);
+  cdata_write(e.t, id, &d, &r, 0, 2000, 20, 0);
+  assert_int_equal(tab_checkpoint(e.t), JDB_OK);
+  cdata_write(e.t, id, &d, &r, 1500, 3000, 20, 0);   /* only in the log */
+  const char *img = tutil_tmpdir("tab_ro_img");
+  copy_tree(e.dir, img);                               /* what kill -9 would leave */
+  tenv_close(&e);
+  uint64_t h0 = dir_state_hash(img);
+
+  struct tab_opts ro = o;
+  ro.read_only = 1;
+  for (int round = 0; round < 2; round++) {
+    struct tab *t = NULL;
+    assert_int_equal(tab_open(e.ctx, img, &ro, &t), JDB_OK);
+    cdata_check(t, id, &d, 1);
+    struct tab_stats st = stats(t);
+    assert_true(st.replayed_records > 0);
+    struct tab_op op = {.kind = TAB_PUT, .key = "k", .klen = 1, .val = "v", .vlen = 1};
+    assert_int_equal(tab_write(t, id, &op, 1, 0, NULL), JDB_EREADONLY);
+    assert_int_equal(tab_write(t, id, &op, 1, TAB_SYNC, NULL), JDB_EREADONLY);
+    uint64_t got = 0;
+    assert_int_equal(tab_table_create(t, "d", 1, 0, &got), JDB_EEXIST);
+    assert_int_equal(got, id);
+    assert_int_equal(tab_table_create(t, "new", 3, 0, &got), JDB_EREADONLY);
+    assert_int_equal(tab_table_find(t, "new", 3, &got), JDB_NOTFOUND);
+    assert_int_equal(tab_table_drop(t, "d", 1, 0), JDB_EREADONLY);
+    assert_int_equal(tab_table_find(t, "d", 1, &got), JDB_OK);
+    assert_int_equal(tab_table_live(t, id), 1);
+    assert_int_equal(tab_write(t, id, &op, 1, 0, NULL), JDB_EREADONLY);  /* not a dropped id */
+    assert_int_equal(tab_checkpoint(t), JDB_EREADONLY);
+    assert_int_equal(tab_flush(t), JDB_OK);
+    struct tab_verify_report vr = {0};
+    assert_int_equal(tab_verify(t, &vr), JDB_OK);
+    assert_int_equal(vr.errors, 0);
+    cdata_check(t, id, &d, 1);
+    assert_int_equal(stats(t).checkpoints, 0);
+    assert_int_equal(tab_close(t), JDB_OK);
+    assert_true(dir_state_hash(img) == h0);
+  }
+  /* nothing is created for a missing directory, even with create_if_missing */
+  char missing[4096];
+  tutil_path(missing, sizeof missing, img, "nope");
+  struct tab *t = NULL;
+  ro.create_if_missing = 1;
+  assert_int_equal(tab_open(e.ctx, missing, &ro, &t), JDB_NOTFOUND);
+  assert_null(t);
+  struct stat sst;
+  assert_int_not_equal(stat(missing, &sst), 0);
+  /* a writable open afterwards finds the same history and takes writes */
+  assert_int_equal(tab_open(e.ctx, img, &o, &t), JDB_OK);
+  cdata_check(t, id, &d, 1);
+  cdata_write(t, id, &d, &r, 0, 100, 20, 0);
+  cdata_check(t, id, &d, 1);
+  assert_int_equal(tab_close(t), JDB_OK);
+  tutil_rmrf(img);
+  cdata_free(&d);
+  tenv_done(&e);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* tab_verify */
+
+static struct tab_verify_report verify_rep(struct tab *t, int want_rc)
+{
+  struct tab_verify_report vr = {0};
+  int rc = tab_verify(t, &vr);
+  if (rc != want_rc)
+    print_message("tab_verify: %s, want %s (%llu errors)\n", jdb_strerror(rc),
+                  jdb_strerror(want_rc), (unsigned long long)vr.errors);
+  assert_int_equal(rc, want_rc);
+  assert_true(want_rc == JDB_OK ? vr.errors == 0 : vr.errors > 0);
+  return vr;
+}
+
+/* The segment files of a tablet's log, ascending (at most cap). */
+static size_t log_segment_paths(const char *dir, char (*out)[4096], size_t cap)
+{
+  size_t n = 0;
+  for (uint32_t seg = 1; seg < 1000 && n < cap; seg++) {
+    char name[32], logdir[4096];
+    snprintf(name, sizeof name, "%08u.log", seg);
+    tutil_path(logdir, sizeof logdir, dir, "log");
+    tutil_path(out[n], sizeof out[n], logdir, name);
+    struct stat st;
+    if (stat(out[n], &st) == 0)
+      n++;
+  }
+  return n;
+}
+
+/* Verification next to a writer that checkpoints: fibers of one scheduler. */
+struct vfib {
+  struct tab *t;
+  uint64_t id;
+  int stop, write_rc, verify_rc;
+  uint32_t verifies, batches;
+};
+
+static void vfib_writer(void *arg)
+{
+  struct vfib *v = arg;
+  char keys[50][16];
+  uint8_t val[400];
+  struct tab_op ops[50];
+  /* at least 400 batches, and on until two verifications finished next to them */
+  for (uint32_t b = 0; (b < 400 || v->verifies < 2) && b < 200000 && !v->write_rc; b++) {
+    for (uint32_t i = 0; i < 50; i++) {
+      snprintf(keys[i], sizeof keys[i], "w%05u", (b * 50 + i) % 7000);
+      uint32_t vl = i % 5 == 0 ? 400 : 20;
+      val_fill(val, vl, b * 50 + i);
+      ops[i] = (struct tab_op){.kind = TAB_PUT, .key = keys[i], .klen = 6, .val = val,
+                               .vlen = vl};
+    }
+    v->write_rc = tab_write(v->t, v->id, ops, 50, 0, NULL);
+    if (!v->write_rc && b % 40 == 39)
+      v->write_rc = tab_checkpoint(v->t);
+    v->batches++;
+  }
+  v->stop = 1;
+}
+
+static void vfib_verifier(void *arg)
+{
+  struct vfib *v = arg;
+  while (!v->stop && !v->verify_rc) {
+    struct tab_verify_report vr = {0};
+    v->verify_rc = tab_verify(v->t, &vr);
+    v->verifies++;
+  }
+}
+
+/* tab_verify counts exactly what a history wrote, sees damage to log records (a closed segment,
+   the segment being written) and to tree pages, passes again once the damage is undone, and
+   runs next to a writer and checkpoints without disturbing either. */
+static void test_verify(void **state)
+{
+  (void)state;
+  struct tutil_rng r;
+  tutil_rng_init(&r, tutil_seed() ^ 0x7e21f);
+  struct tab_opts o = small_opts();
+  o.memtable_bytes = 64u << 20;   /* no checkpoint by size: the whole history is in the log */
+  struct tenv e;
+  struct cdata d;
+  uint64_t id = cdata_env(&e, "tab_verify", &o, &d, 3000);
+  cdata_write(e.t, id, &d, &r, 0, 3000, 20, 0);
+  cdata_write(e.t, id, &d, &r, 0, 1000, 10, 0);
+  uint64_t ops = 2 + 3000 + 1000;   /* the table's catalog batch has two ops */
+  uint64_t batches = 1 + 150 + 100;
+
+  char segs[8][4096];
+  size_t nseg = log_segment_paths(e.dir, segs, 8);
+  assert_true(nseg >= 2 && nseg < 5);   /* fewer than TAB_LOG_SEGS_CKPT: nothing released */
+  struct tab_verify_report vr = verify_rep(e.t, JDB_OK);
+  print_message("  %llu log records (%llu bytes, %llu segments), %llu ops\n",
+                (unsigned long long)vr.log_records_checked,
+                (unsigned long long)vr.log_bytes_checked,
+                (unsigned long long)vr.log_segments_checked,
+                (unsigned long long)vr.log_values_checked);
+  assert_int_equal(vr.log_values_checked, ops);
+  assert_int_equal(vr.log_segments_checked, nseg);
+  /* every BATCH, a SEG record per segment, an END per closed one (PADs may add more) */
+  assert_true(vr.log_records_checked >= batches + 2 * nseg - 1);
+  assert_int_equal(vr.pages_checked, 0);   /* no checkpoint yet: an empty tree */
+
+  /* damage inside a record of a closed segment, then of the segment being written */
+  static struct lrec recs[20000];
+  for (int which = 0; which < 2; which++) {
+    const char *path = which == 0 ? segs[0] : segs[nseg - 1];
+    uint64_t end;
+    size_t nrec = log_records(path, recs, 20000, &end);
+    assert_true(nrec > 4);
+    const struct lrec *victim = &recs[1 + below(&r, nrec - 3)];
+    uint64_t off = victim->off + LOG_REC_HDR_SIZE + below(&r, victim->len - LOG_REC_HDR_SIZE);
+    uint8_t mask[1] = {0x20};
+    file_xor(path, off, mask, 1);
+    struct tab_verify_report bad = verify_rep(e.t, JDB_ECORRUPT);
+    assert_int_equal(bad.errors, 1);
+    assert_true(bad.log_records_checked < vr.log_records_checked);
+    file_xor(path, off, mask, 1);
+    struct tab_verify_report again = verify_rep(e.t, JDB_OK);
+    assert_int_equal(again.log_records_checked, vr.log_records_checked);
+  }
+
+  /* the tree: pages and entries after a checkpoint */
+  assert_int_equal(tab_checkpoint(e.t), JDB_OK);
+  uint64_t idb = table_new(e.t, "big");
+  fill_table(e.t, idb, 30000, 50);
+  assert_int_equal(tab_checkpoint(e.t), JDB_OK);
+  vr = verify_rep(e.t, JDB_OK);
+  assert_true(vr.pages_checked > 64);
+  assert_true(vr.entries_checked >= 33000);
+  cdata_check(e.t, id, &d, 1);
+  tenv_close(&e);
+
+  /* next to a writer that checkpoints, with a cache that misses */
+  e.o.cache_frames = 64;
+  tenv_open(&e);
+  struct vfib v = {.t = e.t, .id = idb};
+  struct coro_sched *s = NULL;
+  assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
+  assert_int_equal(coro_spawn(s, vfib_writer, &v, NULL), JDB_OK);
+  assert_int_equal(coro_spawn(s, vfib_verifier, &v, NULL), JDB_OK);
+  assert_int_equal(fs_loop_run(e.ctx, s), JDB_OK);
+  coro_sched_destroy(s);
+  print_message("  %u verifications next to %u write batches and their checkpoints\n",
+                v.verifies, v.batches);
+  assert_int_equal(v.write_rc, JDB_OK);
+  assert_int_equal(v.verify_rc, JDB_OK);
+  assert_true(v.verifies >= 2);
+  verify_rep(e.t, JDB_OK);
+  cdata_check(e.t, id, &d, 1);
+
+  /* damaged tree pages on disk, met by the walk through a 64-frame cache */
+  assert_int_equal(tab_checkpoint(e.t), JDB_OK);
+  char pages[4096];
+  tutil_path(pages, sizeof pages, e.dir, "pages");
+  size_t np = file_size(pages) / T_PAGE, hit = 0;
+  int fd = open(pages, O_RDONLY);
+  assert_true(fd >= 0);
+  for (size_t p = 2; p < np; p++) {
+    uint8_t h[32];
+    assert_int_equal(pread(fd, h, sizeof h, (off_t)(p * T_PAGE)), (ssize_t)sizeof h);
+    if (le64_get(h + 16) == p && h[6] == LAYOUT_PAGE_LEAF && below(&r, 4) == 0) {
+      uint8_t mask[1] = {0x08};
+      file_xor(pages, p * T_PAGE + 100 + below(&r, T_PAGE - 110), mask, 1);
+      hit++;
+    }
+  }
+  close(fd);
+  assert_true(hit > 10);
+  vr = verify_rep(e.t, JDB_ECORRUPT);
+  print_message("  %zu leaves damaged: %llu errors reported\n", hit,
+                (unsigned long long)vr.errors);
+  /* the close's checkpoint may have entries to apply (log GC moves) and meet the damage too */
+  int rc = tab_close(e.t);
+  assert_true(rc == JDB_OK || rc == JDB_ECORRUPT);
+  e.t = NULL;
+  cdata_free(&d);
+  tenv_done(&e);
+}
+
+/* ------------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
@@ -2990,6 +3287,8 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_fiber_gets_across_checkpoints),
     cmocka_unit_test(test_fiber_drop_during_checkpoint),
     cmocka_unit_test(test_many_tables),
+    cmocka_unit_test(test_read_only),
+    cmocka_unit_test(test_verify),
   };
   if (getenv("T_FILTER"))
     cmocka_set_test_filter(getenv("T_FILTER"));
