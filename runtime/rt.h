@@ -50,7 +50,12 @@ struct rt_opts {
   int create_if_missing;    /* 1: create path (and its parent must exist) */
   int io_backend;           /* FS_BACKEND_* (fs.h); AUTO honours env JDB_IO */
   int direct_strict;        /* 1: O_DIRECT or fail (JDB_ENOTSUP) */
-  struct tab_opts tab;      /* per shard (cache_frames is per shard: the caller divides) */
+  struct tab_opts tab;      /* per shard (cache_frames is per shard: the caller divides); its
+                               create_if_missing is set by the runtime: 1 when the instance was
+                               created by this open, else create_if_missing && !read_only */
+  int read_only;            /* 1: create nothing (no directory, LOCK or MANIFEST), take LOCK
+                               shared (several read-only opens may share the directory, a writer
+                               excludes them); the tablets' own read-only mode is in tab */
 };
 
 /* Open or create the instance at path and start its shards (each opens and recovers its tablet
@@ -64,6 +69,13 @@ int rt_open(const char *path, const struct rt_opts *opts, struct rt **out);
    Returns the first tablet close error (data already acknowledged is in the logs either way).
    Calls racing with rt_close get JDB_ECLOSED. NULL is a no-op returning JDB_OK. */
 int rt_close(struct rt *rt);
+
+/* The first half of rt_close: refuse new calls (JDB_ECLOSED from now on) and wait for those in
+   flight; the instance stays allocated, the shards keep running. A caller whose other threads
+   may still be calling uses it to make them see JDB_ECLOSED before it frees the handle with
+   rt_close (a call that starts after rt_close returned touches freed memory). Idempotent;
+   NULL is a no-op. */
+void rt_shutdown(struct rt *rt);
 
 uint32_t rt_shards(const struct rt *rt);
 /* The shard a table name lives in: xxh3(name) mod shards. */
@@ -98,6 +110,8 @@ struct rt_shard_stats {
   uint64_t sleeps;          /* times the shard slept on its eventfd */
   uint64_t wakeups_sent;    /* eventfd writes by clients */
   uint32_t rings;           /* client rings attached now */
+  uint32_t ring_slots;      /* slot table in use: highest attached slot + 1 (a ring freed when
+                               its client thread exits leaves its slot to later threads) */
   int cpu;                  /* pinned CPU, -1 if not pinned */
 };
 int rt_shard_stats(struct rt *rt, uint32_t shard, struct rt_shard_stats *out);
