@@ -70,18 +70,32 @@ enum { JDB_IO_AUTO = 0, JDB_IO_URING = 1, JDB_IO_PSYNC = 2 };
    on file systems that refuse it (tmpfs), logged once. ON: fail with JDB_ENOTSUP instead. */
 enum { JDB_DIRECT_AUTO = 0, JDB_DIRECT_ON = 1, JDB_DIRECT_OFF = 2 };
 
+/* Options of jdb_open. Versioned by struct_size: fields are only ever appended, and a caller
+   built against an older header (a smaller struct_size) gets the defaults of the fields it does
+   not know. Values out of range make jdb_open fail with JDB_EINVAL. */
 typedef struct jdb_options {
   uint32_t struct_size;        /* set by jdb_options_init; lets the struct grow */
-  uint32_t shards;             /* 0 = one per online CPU; fixed when the directory is created */
+  uint32_t shards;             /* 0 = one per online CPU; fixed when the directory is created;
+                                  at most JDB_SHARDS_MAX */
   int      pin_cores;          /* 1 = pin shard threads (default 1) */
   int      create_if_missing;  /* default 1 */
-  int      read_only;          /* default 0 */
-  uint64_t cache_bytes;        /* buffer pool, whole instance (default 256 MiB) */
-  uint64_t memtable_bytes;     /* per shard, before a checkpoint (default 64 MiB) */
-  uint32_t inline_value_max;   /* values up to this size live in B+ tree leaves (default 256) */
+  int      read_only;          /* default 0. 1: no write of any kind is accepted (JDB_EREADONLY),
+                                  nothing is created, close does not checkpoint; several
+                                  read-only opens may share a directory no writer has open.
+                                  Recovery is the same as in a writable open: the files must be
+                                  writable, and after a crash the first open still cuts a torn
+                                  log tail; it may also create or prepare (zero-fill) the next
+                                  log segment file. Acknowledged data is never changed. */
+  uint64_t cache_bytes;        /* buffer pool, whole instance (default 256 MiB; 0 = default).
+                                  Each shard gets cache_bytes / shards, at least 256 KiB */
+  uint64_t memtable_bytes;     /* per shard, before a checkpoint (default 64 MiB; 0 = default;
+                                  else at least 1 MiB) */
+  uint32_t inline_value_max;   /* values up to this size live in B+ tree leaves (default 256;
+                                  0 = default; at most 512); longer ones stay in the log */
   uint64_t history_seconds;    /* keep overwritten versions this long (default 0) */
   int      io_backend;         /* JDB_IO_AUTO, JDB_IO_URING, JDB_IO_PSYNC */
-  int      direct_io;          /* JDB_DIRECT_AUTO, JDB_DIRECT_ON, JDB_DIRECT_OFF */
+  int      direct_io;          /* JDB_DIRECT_AUTO, JDB_DIRECT_ON, JDB_DIRECT_OFF (the pages
+                                  file; the log is always written through the page cache) */
 } jdb_options_t;
 
 /**
@@ -110,12 +124,14 @@ JDB_API void jdb_log_set(jdb_log_fn fn, void *ud, int level);
 #define JDB_VALUE_MAX (64u << 20)        /* values: 0 .. 64 MiB */
 #define JDB_NAME_MAX  1024u              /* table names: 1 .. 1024 bytes */
 #define JDB_BATCH_MAX (1u << 20)         /* operations in one batch */
+#define JDB_BATCH_BYTES_MAX (255u << 20) /* one batch's keys and values, plus 16 bytes per
+                                            operation (one log record holds the whole batch) */
 #define JDB_SHARDS_MAX 256u
 
 /* =============================================================================================
  * Instance
  * =========================================================================================== */
-typedef struct jdb jdb_t;
+typedef struct jdb_db jdb_t;
 
 /**
  * Open (or create) the database in directory `path`.
@@ -125,45 +141,60 @@ typedef struct jdb jdb_t;
  * number of online CPUs) and read back from the directory afterwards (opts->shards is then
  * ignored). opts->cache_bytes is divided evenly between the shards.
  *
- * @param[in]  path  directory; created (not its parents) when missing and create_if_missing.
- * @param[in]  opts  NULL for defaults (see jdb_options_init); struct_size must be set.
+ * @param[in]  path  directory; created (not its parents) when missing and create_if_missing
+ *                   (never when read_only).
+ * @param[in]  opts  NULL for defaults (see jdb_options_init); struct_size must be set. Read
+ *                   during the call only.
  * @param[out] out   the instance, or NULL on failure.
- * @return JDB_OK; JDB_EINVAL (NULL path/out, bad option values, struct_size 0 or too large);
- *         JDB_NOTFOUND (missing, !create_if_missing); JDB_EBUSY (the directory is open in
- *         another process or already in this one); JDB_EVERSION; JDB_ECORRUPT; JDB_EIO;
+ * @return JDB_OK; JDB_EINVAL (NULL or empty path, NULL out, an option out of range,
+ *         struct_size 0, smaller than the first published jdb_options_t or larger than this
+ *         header's); JDB_NOTFOUND (missing, and !create_if_missing or read_only); JDB_EBUSY
+ *         (the directory is open in another process or already in this one, except read-only
+ *         opens of a directory no writer has open); JDB_EVERSION; JDB_ECORRUPT; JDB_EIO;
  *         JDB_ENOSPC; JDB_ENOMEM; JDB_ENOTSUP (io_backend/direct_io asked for something this
  *         kernel or file system refuses).
- * Thread-safe. The returned handle may be used from any number of threads.
+ * Thread-safe. The returned handle may be used from any number of threads; release it with
+ * jdb_close.
  */
 JDB_API int jdb_open(const char *path, const jdb_options_t *opts, jdb_t **out);
 
 /**
  * Close the instance: calls in flight finish, new calls (racing with close) get JDB_ECLOSED,
- * every shard checkpoints its memtable, threads stop, all memory is released. Table handles,
- * batches and pipes must be freed by the caller (before or after); snapshots and iterators
- * must have been released before (they are released by close otherwise, and using them
- * afterwards is a caller bug). NULL is a no-op returning JDB_OK.
+ * every shard checkpoints its memtable (not when read-only), threads stop, all memory the
+ * instance holds is released.
+ *
+ * Handles: table handles, batches and pipes are the caller's to free, before or after close.
+ * Snapshots and iterators still open are released by close on their shards; their handles then
+ * hold only their own memory: every call through them returns JDB_ECLOSED, and
+ * jdb_snapshot_release / jdb_iter_close free them (call those before or after close, as for
+ * any handle). Nothing leaks and nothing crashes as long as no call on this instance starts
+ * after jdb_close has returned (the handle is freed then).
+ * @param[in] db  the instance; NULL is a no-op returning JDB_OK. Invalid afterwards.
  * @return JDB_OK, or the first error a shard met while checkpointing (acknowledged writes are
  *         safe in the log either way; the instance is closed regardless).
+ * Call it once, from any thread.
  */
 JDB_API int jdb_close(jdb_t *db);
 
 /**
- * Make every write acknowledged so far durable (survives power loss) on every shard.
- * @return JDB_OK; JDB_EINVAL (NULL); JDB_ECLOSED; JDB_EIO / JDB_ENOSPC (the log failed).
+ * Make every write acknowledged so far durable (survives power loss) on every shard: one
+ * fdatasync per shard with unsynced writes, run on all shards at once.
+ * @return JDB_OK (also on a read-only instance); JDB_EINVAL (NULL); JDB_ECLOSED; JDB_EIO /
+ *         JDB_ENOSPC (a shard's log failed).
  * Thread-safe.
  */
 JDB_API int jdb_flush(jdb_t *db);
 
 /**
- * Force every shard's memtable into its B+ tree now and wait for it.
- * @return JDB_OK; JDB_EINVAL; JDB_ECLOSED; JDB_EREADONLY; JDB_EIO; JDB_ENOSPC; JDB_ENOMEM.
+ * Force every shard's memtable into its B+ tree now and wait for it (all shards at once).
+ * @return JDB_OK; JDB_EINVAL (NULL); JDB_ECLOSED; JDB_EREADONLY (read-only instance); JDB_EIO;
+ *         JDB_ENOSPC; JDB_ENOMEM; JDB_ECORRUPT.
  * Thread-safe.
  */
 JDB_API int jdb_checkpoint(jdb_t *db);
 
 /* Instance counters (jdb_stats). Sizes in bytes; latencies in nanoseconds. */
-typedef struct jdb_stats {
+typedef struct jdb_stats_s {
   uint32_t struct_size;        /* set by the caller to sizeof(jdb_stats_t) */
   uint32_t shards;             /* shards summed (1 when one shard was asked for) */
   uint64_t seq;                /* sum of the shards' last sequence numbers */
@@ -184,9 +215,14 @@ typedef struct jdb_stats {
 } jdb_stats_t;
 
 /**
- * Read counters of one shard (shard = 0 .. shards-1) or the whole instance (shard = -1).
- * @param[in,out] out  out->struct_size must be set; fields beyond it are not written.
- * @return JDB_OK; JDB_EINVAL (NULL, shard out of range, struct_size too small); JDB_ECLOSED.
+ * Read counters of one shard (shard = 0 .. shards-1) or the whole instance (shard = -1, the
+ * shards' sums; latency quantiles over their merged histograms). Each shard is read by a call
+ * on its thread, all at once: the figures of different shards are not from one instant.
+ * @param[in,out] out  out->struct_size must be set (sizeof(jdb_stats_t) of the caller's
+ *                     header); fields beyond it are not written. Unchanged on failure.
+ * @return JDB_OK; JDB_EINVAL (NULL, shard out of range, struct_size smaller than the first
+ *         published jdb_stats_t); JDB_ECLOSED; JDB_ENOMEM.
+ * Thread-safe.
  */
 JDB_API int jdb_stats(jdb_t *db, int shard, jdb_stats_t *out);
 
@@ -201,10 +237,20 @@ typedef struct jdb_check_report {
 } jdb_check_report_t;
 
 /**
- * Verify every reachable page and every log record checksum of every shard, and the tree's
- * invariants. Reads the whole database (slow on big ones); other calls keep working meanwhile.
- * @return JDB_OK when nothing is wrong; JDB_ECORRUPT when something is (report->errors > 0);
- *         JDB_EINVAL; JDB_ECLOSED; JDB_EIO; JDB_ENOMEM.
+ * Verify every shard, all at once: every page of the committed tree (checksum, format, key
+ * order and the tree's invariants), the page cache's structures, the log-space accounting, and
+ * every record of every log segment on disk (framing, checksum, position; every operation of
+ * every batch, out-of-line values' checksums included), read through separate read-only
+ * descriptors. The segment being written is read up to what the kernel had when the check
+ * began. Reads the whole database (slow on big ones); other calls keep working meanwhile, but
+ * no log segment is released until the check of its shard ends.
+ * @param[in,out] report  report->struct_size must be set; fields beyond it are not written.
+ *                        Filled also when damage is found.
+ * @return JDB_OK when nothing is wrong; JDB_ECORRUPT when something is (report->errors > 0,
+ *         each problem logged at JDB_LOG_ERROR); JDB_EINVAL (NULL, struct_size smaller than the
+ *         first published jdb_check_report_t); JDB_ECLOSED; JDB_EIO; JDB_ENOMEM (a shard's
+ *         check stopped: report counts what was checked).
+ * Thread-safe.
  */
 JDB_API int jdb_check(jdb_t *db, jdb_check_report_t *report);
 
@@ -216,20 +262,31 @@ typedef struct jdb_table jdb_table_t;
 #define JDB_CREATE 1u
 
 /**
- * Open table `name`, creating it when flags has JDB_CREATE.
+ * Open table `name`, creating it when flags has JDB_CREATE (the creation has the durability of
+ * jdb_put). Opening an existing table with JDB_CREATE is not an error.
+ * @param[in]  name, name_len  1 .. JDB_NAME_MAX bytes, any values; copied.
+ * @param[out] out  the handle, or NULL on failure.
  * @return JDB_OK; JDB_NOTFOUND (no such table and no JDB_CREATE); JDB_EINVAL (NULL, bad name
  *         length, unknown flags); JDB_EREADONLY (JDB_CREATE of a new table on a read-only
- *         instance); JDB_ECLOSED; JDB_ENOMEM; JDB_EIO.
+ *         instance); JDB_ECLOSED; JDB_ENOMEM; JDB_EIO; JDB_ENOSPC.
  * The handle is safe to share between threads; free it with jdb_table_close (before or after
- * jdb_close). A handle whose table is dropped makes later writes fail with JDB_NOTFOUND.
+ * jdb_close). It names the table it was opened on, not the name: once that table is dropped,
+ * writes through the handle give JDB_NOTFOUND, reads find nothing and jdb_snapshot gives
+ * JDB_NOTFOUND - also after a new table of the same name was created (open that one anew).
+ * Thread-safe.
  */
 JDB_API int jdb_table_open(jdb_t *db, const void *name, size_t name_len, unsigned flags,
                            jdb_table_t **out);
-/** Free the handle only (the table stays). NULL is a no-op. */
+/** Free the handle only (the table stays). NULL is a no-op. Never touches the instance, so it
+    may be called after jdb_close. */
 JDB_API void jdb_table_close(jdb_table_t *t);
 /**
- * Drop table `name`: it disappears at once; its space is reclaimed by later checkpoints.
- * @return JDB_OK; JDB_NOTFOUND; JDB_EINVAL; JDB_EREADONLY; JDB_ECLOSED; JDB_EIO.
+ * Drop table `name`: it disappears at once (names, reads and writes through handles); its
+ * space is reclaimed by later checkpoints. Snapshots taken before the drop keep reading it.
+ * The drop has the durability of jdb_put.
+ * @return JDB_OK; JDB_NOTFOUND; JDB_EINVAL; JDB_EREADONLY; JDB_ECLOSED; JDB_EIO; JDB_ENOSPC;
+ *         JDB_ENOMEM.
+ * Thread-safe.
  */
 JDB_API int jdb_table_drop(jdb_t *db, const void *name, size_t name_len);
 
@@ -240,9 +297,16 @@ JDB_API int jdb_table_fork(jdb_table_t *src, uint64_t ts_sec, int order, const v
 
 /**
  * Call fn for every table whose name is >= start (NULL: from the first), in bytewise name order
- * across all shards, until fn returns non-zero.
- * @return JDB_OK (names ran out), fn's non-zero return, JDB_EINVAL, JDB_ECLOSED, JDB_EIO.
- * fn runs on the calling thread and may call JDB (but not jdb_close).
+ * across all shards, until fn returns non-zero. Names are fetched from the shards in chunks
+ * and merged on the calling thread: a table created or dropped during the walk may or may not
+ * be seen, every other table is seen exactly once.
+ * @param[in] start, start_len  the first name to list (start NULL needs start_len 0); read
+ *            during the call only.
+ * @param[in] fn  gets each name (valid during the callback only).
+ * @return JDB_OK (names ran out), fn's non-zero return, JDB_EINVAL (NULL db or fn, start NULL
+ *         with start_len > 0, start_len > JDB_NAME_MAX), JDB_ECLOSED, JDB_EIO, JDB_ECORRUPT,
+ *         JDB_ENOMEM.
+ * fn runs on the calling thread and may call JDB (but not jdb_close). Thread-safe.
  */
 typedef int (*jdb_name_fn)(void *ud, const void *name, size_t name_len);
 JDB_API int jdb_table_list(jdb_t *db, const void *start, size_t start_len, jdb_name_fn fn,
@@ -259,8 +323,10 @@ JDB_API int jdb_table_list(jdb_t *db, const void *start, size_t start_len, jdb_n
  * write to the same shard acknowledged before it started.
  * @return JDB_OK; JDB_EINVAL (NULL table or key, klen 0 or > JDB_KEY_MAX, vlen > JDB_VALUE_MAX,
  *         val NULL with vlen > 0); JDB_NOTFOUND (table dropped); JDB_EREADONLY (read-only
- *         instance, or the shard refuses writes after an I/O error); JDB_ECLOSED; JDB_ENOMEM;
- *         JDB_EIO; JDB_ENOSPC.
+ *         instance); JDB_ECLOSED; JDB_ENOMEM; JDB_EIO / JDB_ENOSPC (the shard's log or a
+ *         checkpoint failed, now or earlier: the shard then refuses every write with that code,
+ *         reads go on, until the instance is reopened and recovers); JDB_ECORRUPT (likewise,
+ *         after a checkpoint met damaged pages).
  * Thread-safe. key and val are copied before the call returns.
  */
 JDB_API int jdb_put(jdb_table_t *t, const void *key, size_t klen, const void *val, size_t vlen);
@@ -271,23 +337,30 @@ JDB_API int jdb_del(jdb_table_t *t, const void *key, size_t klen);
 
 /**
  * Read the current value of key.
- * @param[out] val   a copy to release with jdb_free (non-NULL even for a 0-byte value).
+ * @param[out] val   a copy, the caller's, to release with jdb_free (not free(): the library's
+ *                   allocator may be another); non-NULL even for a 0-byte value.
  * @param[out] vlen  its length.
- * @return JDB_OK; JDB_NOTFOUND (absent or deleted); JDB_EINVAL; JDB_ECLOSED; JDB_ECORRUPT;
- *         JDB_EIO; JDB_ENOMEM. On error *val is NULL and *vlen 0.
+ * @return JDB_OK; JDB_NOTFOUND (absent, deleted, or the table was dropped); JDB_EINVAL (NULL
+ *         table, key, val or vlen; klen 0 or > JDB_KEY_MAX); JDB_ECLOSED; JDB_ECORRUPT;
+ *         JDB_EIO; JDB_ENOMEM. On error *val is NULL and *vlen 0 (when they are not NULL).
  * Thread-safe.
  */
 JDB_API int jdb_get(jdb_table_t *t, const void *key, size_t klen, void **val, size_t *vlen);
-/** Release memory returned by jdb_get / jdb_get_at. NULL is a no-op. */
+/** Release memory returned by jdb_get / jdb_get_at. NULL is a no-op. Any thread; valid also
+    after jdb_close. */
 JDB_API void jdb_free(void *p);
 
 /* A batch: operations on one table applied atomically (all or nothing, also across crashes).
-   A later operation on the same key wins. Owned by one thread at a time. */
+   A later operation on the same key wins. At most JDB_BATCH_MAX operations and
+   JDB_BATCH_BYTES_MAX bytes. Keys and values are copied into the batch; it belongs to no
+   instance (one batch may be written to any tables, any number of times). Owned by one thread
+   at a time. */
 typedef struct jdb_batch jdb_batch_t;
 /** New empty batch, or NULL when out of memory. */
 JDB_API jdb_batch_t *jdb_batch_new(void);
-/** Append a put (copied). JDB_OK; JDB_EINVAL (sizes as jdb_put, or more than JDB_BATCH_MAX
-    operations); JDB_ENOMEM. */
+/** Append a put (copied). JDB_OK; JDB_EINVAL (NULL b, sizes as jdb_put, or more than
+    JDB_BATCH_MAX operations or JDB_BATCH_BYTES_MAX bytes); JDB_ENOMEM. On error the batch is
+    unchanged. */
 JDB_API int jdb_batch_put(jdb_batch_t *b, const void *key, size_t klen, const void *val,
                           size_t vlen);
 /** Append a delete. Errors as jdb_batch_put. */
@@ -301,26 +374,35 @@ JDB_API size_t jdb_batch_count(const jdb_batch_t *b);
 
 #define JDB_SYNC 1u
 /**
- * Apply batch b to table t atomically. flags: 0 (survives a process crash) or JDB_SYNC
- * (survives power loss). An empty batch is JDB_OK and writes nothing. The batch is unchanged.
- * @return as jdb_put; JDB_EINVAL also for unknown flags.
+ * Apply batch b to table t atomically: one log record, one sequence number. flags: 0 (survives
+ * a process crash) or JDB_SYNC (survives power loss). An empty batch is JDB_OK and writes
+ * nothing. The batch is unchanged (write it again, or clear it for reuse).
+ * @return as jdb_put; JDB_EINVAL also for NULL b and unknown flags.
+ * Thread-safe for t; b must not be changed by another thread meanwhile.
  */
 JDB_API int jdb_write(jdb_table_t *t, jdb_batch_t *b, unsigned flags);
 
 /* =============================================================================================
  * Snapshots. A snapshot is a consistent view of one table's shard at a sequence number; reads
- * through it see no later write. Owned by one thread at a time; release it before jdb_close.
+ * through it see no later write. It keeps what it sees alive (memtables, tree pages, log
+ * segments) until released: release snapshots soon. Owned by one thread at a time. One left
+ * open at jdb_close is released by it (see jdb_close); free its handle with
+ * jdb_snapshot_release all the same.
  * =========================================================================================== */
 typedef struct jdb_snap jdb_snap_t;
-/** A snapshot of t now. JDB_OK; JDB_EINVAL; JDB_ECLOSED; JDB_ENOMEM. */
+/** A snapshot of t now. JDB_OK; JDB_EINVAL (NULL); JDB_NOTFOUND (t's table was dropped);
+    JDB_ECLOSED; JDB_ENOMEM. Thread-safe for t; *out belongs to the calling thread. */
 JDB_API int jdb_snapshot(jdb_table_t *t, jdb_snap_t **out);
 /** Time travel. Not supported yet: JDB_ENOTSUP. */
 JDB_API int jdb_snapshot_at(jdb_table_t *t, uint64_t ts_sec, int order, jdb_snap_t **out);
-/** The snapshot's sequence number (0 for NULL). */
+/** The snapshot's sequence number: the shard's last write it sees (0 for NULL). Valid also
+    after jdb_close. */
 JDB_API uint64_t jdb_snapshot_seq(const jdb_snap_t *s);
-/** Release. NULL is a no-op. */
+/** Release the snapshot and free its handle (also after jdb_close, which released what it
+    held already). An iterator opened on it keeps reading until it is closed. NULL is a no-op. */
 JDB_API void jdb_snapshot_release(jdb_snap_t *s);
-/** jdb_get as of the snapshot, in the snapshot's table. Errors as jdb_get. */
+/** jdb_get as of the snapshot, in the snapshot's table (a table dropped since still reads).
+    Errors as jdb_get; JDB_ECLOSED once the instance is closing or closed. */
 JDB_API int jdb_get_at(const jdb_snap_t *s, const void *key, size_t klen, void **val,
                        size_t *vlen);
 
