@@ -32,12 +32,27 @@ test-asan: asan
 # Both builds run every test; the asan run comes last so ctest's summary closes the output.
 test: test-plain test-asan
 
-# The main job on an embedded default data directory under the build folder.
+# The main job on an embedded default data directory under the build folder: the `jdb` command
+# loads a generated data set, reads it back, scans both ways (every value checked), then a few
+# single commands, the stats and a full check. Each command is printed before it runs.
 demo: build
-	@$(BUILD)/bench/jdb_bench io --dir $(BUILD)/demo-data --quick
-	@JDB_BENCH_BTREE_N=300000 JDB_BENCH_BTREE_SHAPE_N=100000 \
-	  $(BUILD)/bench/jdb_bench btree --dir $(BUILD)/demo-data --quick
-	@$(BUILD)/bench/jdb_bench tablet --dir $(BUILD)/demo-data --quick
+	@rm -rf $(BUILD)/demo-data
+	@set -e; \
+	 jdb() { echo; echo "\$$ $(BUILD)/capi/jdb --dir $(BUILD)/demo-data $$*"; \
+	         $(BUILD)/capi/jdb --dir $(BUILD)/demo-data "$$@"; }; \
+	 jdb bench --n 1000000 --value-size 100 --tables 4; \
+	 jdb --table users put user:1001 alice; \
+	 jdb --table users put user:1002 bob; \
+	 jdb --table users put user:1003 carol; \
+	 jdb --table users --sync put user:1004 dave; \
+	 jdb --table users get user:1002; \
+	 jdb --table users del user:1003; \
+	 jdb --table users scan; \
+	 jdb --table users scan --reverse --limit 2; \
+	 jdb --table bench-0 scan --from 8 --limit 3; \
+	 jdb tables; \
+	 jdb stats; \
+	 jdb check
 
 bench: deps build
 	@scripts/deps.sh --bench
