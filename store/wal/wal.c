@@ -23,7 +23,7 @@
  * (group commit). A flush completes when all its ops have (CQEs of a chain may arrive in any
  * order), then wakes the waiters.
  *
- * Segment preparation: while a segment fills up, the next one is zero-filled in the background
+ * Segment preparation: from the moment a segment is a quarter full, the next one is zero-filled in the background
  * (next.tmp, O_DIRECT 1 MiB writes, 4 in flight, then fdatasync), so a roll only waits for the
  * END record's sync and a rename, unless a spare from a dropped segment can be renamed instead.
  * A preparation that failed makes the roll that needs it fail (and poison the log).
@@ -582,6 +582,17 @@ static void wal_prep_start(struct wal *w)
     fs_flush(w->ctx);
 }
 
+/* The next segment is prepared once the current one is a quarter full, not when it is
+   created: a process that opens the log, writes a little and exits (tools, tests, crash loops)
+   never zero-fills a segment it will not use, and three quarters of a segment of appends still
+   run ahead of the roll that needs the preparation. */
+static void wal_prep_maybe(struct wal *w)
+{
+  if (w->prep.state == WAL_PREP_IDLE && w->nspares == 0 &&
+      LOG_POS_OFF(w->append_pos) >= w->cur_size / 4)
+    wal_prep_start(w);
+}
+
 /* Wait for a preparation under way; then release its file and buffer. Returns its final state
    and sets *err. The file stays on disk (next.tmp) for the caller to rename or remove. */
 static int wal_prep_finish(struct wal *w, int *err)
@@ -690,10 +701,7 @@ opened:
   w->cur_seg = seg;
   w->cur_size = size;
   w->append_pos = w->written_pos = w->durable_pos = LOG_POS(seg, 0);
-  rc = wal_put_seg_record(w);
-  if (rc == JDB_OK)
-    wal_prep_start(w);
-  return rc;
+  return wal_put_seg_record(w);
 }
 
 /* Appends that other fibers make while a roll is parked (waiting for its END record to be
@@ -859,6 +867,7 @@ int wal_append(struct wal *w, uint64_t table_id, uint64_t seq, uint64_t ts_sec,
   }
   JDB_ASSERT((uint64_t)(p - r) == len);
   wal_rec_end(w, r, LOG_REC_BATCH, 0, (uint32_t)len);
+  wal_prep_maybe(w);
   if (end)
     *end = w->append_pos;
   return JDB_OK;
@@ -893,6 +902,7 @@ int wal_append_record(struct wal *w, uint8_t type, const void *payload, uint32_t
   if (pos)
     *pos = w->append_pos;
   wal_rec_end(w, r, type, 0, (uint32_t)total);
+  wal_prep_maybe(w);
   if (end)
     *end = w->append_pos;
   return JDB_OK;
@@ -1354,7 +1364,6 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
       if (rc)
         goto out;
     }
-    wal_prep_start(w);
   } else {
     /* Clean end: the next segment was never created. A later one existing means a segment in
        the middle of the history is missing. */

@@ -1836,17 +1836,17 @@ static void test_err_enospc(void **state)
   fs_faulty_clear_rules(ctx);
 
   /* No room for the next segment: its background preparation fails while creating the file or
-     writing its zeros, and the roll that needs it reports that. The preparation starts right
-     after segment 1 is in place, so the rules are set before: segment 1 takes opens 1 (its
-     temporary file) and 2 (the segment) and write 1 (its zeros); the preparation opens
-     next.tmp (open 3) and writes its zeros (write 2) before any log record is written. */
+     writing its zeros, and the roll that needs it reports that. The preparation starts when the
+     segment is a quarter full, i.e. right after the big append below: its open of next.tmp is
+     the next open and its first zero write the next write (the log's own write of the big record
+     comes later, with wal_sync). */
   struct gen g;
   gen_init(&g, &SH_SMALL);
   unsigned targets[] = {FS_FT_OPEN, FS_FT_WRITE};
   for (int t = 0; t < 2; t++) {
     tutil_rmrf(dir);
-    add_rule(ctx, FS_FAULT_ENOSPC, targets[t], targets[t] == FS_FT_WRITE ? 2 : 3);
     w = err_setup(ctx, dir, seed, 10, &g);
+    add_rule(ctx, FS_FAULT_ENOSPC, targets[t], 1);   /* counted from the rule on */
     uint8_t *v = calloc(1, 700000);
     struct wal_op big = {.kind = WAL_OP_PUT, .key = "big", .klen = 3, .val = v, .vlen = 700000};
     uint64_t end;
@@ -2033,8 +2033,8 @@ static void test_segment_drop_reuse(void **state)
   assert_false(file_exists(seg_path(p, sizeof p, dir, 3)));
   char listing[4096];
   dir_list(dir, listing, sizeof listing);
-  /* next.tmp: segment 6, zero-filled in the background when segment 5 started. */
-  assert_string_equal(listing, "00000004.log\n00000005.log\nnext.tmp\nspare-0.log\nspare-1.log\n");
+  /* No next.tmp: segment 5 holds one record, the preparation starts at a quarter. */
+  assert_string_equal(listing, "00000004.log\n00000005.log\nspare-0.log\nspare-1.log\n");
   /* The next rolls take the spares instead of writing new files. */
   wal_stats_get(w, &st);
   uint64_t created0 = st.segments_created;
@@ -2049,9 +2049,8 @@ static void test_segment_drop_reuse(void **state)
   assert_int_equal(st.segments_reused, 2);
   assert_int_equal(st.segments_created, created0);
   dir_list(dir, listing, sizeof listing);
-  /* The prepared next.tmp waits for the first roll that has no spare. */
-  assert_string_equal(listing,
-                      "00000004.log\n00000005.log\n00000006.log\n00000007.log\nnext.tmp\n");
+  /* Segment 7 has just started: no preparation yet (it starts at a quarter). */
+  assert_string_equal(listing, "00000004.log\n00000005.log\n00000006.log\n00000007.log\n");
   /* A roll with no spare left creates a file again. */
   while (wal_segments(w, segs, 64) < 5) {
     assert_int_equal(gen_append(w, &g, seed, ++idx, &end, NULL), JDB_OK);
