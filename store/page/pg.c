@@ -499,8 +499,11 @@ int pg_pin(struct pg *p, uint64_t pgno, uint8_t want_type, struct pg_frame **fr,
 
 size_t pg_prefetch(struct pg *p, const uint64_t *pgnos, size_t n)
 {
+  /* At most a quarter of the frames per call: the caller goes on to pin (and a writer to
+     allocate) pages of its own, which must still find frames that are not loading. */
+  size_t cap = p->nframes / 4 ? p->nframes / 4 : 1;
   size_t issued = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && issued < cap; i++) {
     uint64_t pgno = pgnos[i];
     if (pgno < 2 || pgno >= p->page_count || pg_hash_find(p, pgno))
       continue;

@@ -133,7 +133,8 @@ const void *pg_peek(struct pg *p, uint64_t pgno);
    pinned: the page becomes RESIDENT (and evictable) when the read completes, which happens while
    someone polls the ctx (a pin waiting for a page, the reactor). A failed or damaged read just
    releases the frame; the later pg_pin reads again and reports the error. Stops at the first
-   pgno no frame is available for. Returns how many reads were started. */
+   pgno no frame is available for, and after a quarter of the frames. Returns how many reads
+   were started. */
 size_t pg_prefetch(struct pg *p, const uint64_t *pgnos, size_t n);
 /* The page number a pinned frame holds. */
 uint64_t pg_frame_pgno(const struct pg_frame *fr);
