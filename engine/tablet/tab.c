@@ -951,7 +951,9 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
   if (rc)
     goto fail;
   const struct layout_super *sb = pg_super(t->pg);
-  struct bt_opts bo = {.inline_max = o.inline_max, .prune_older = o.history_seconds == 0,
+  /* The tree accepts every inline value it can hold, not only those up to this open's
+     inline_max: records logged under a larger setting by an earlier open replay into it. */
+  struct bt_opts bo = {.inline_max = BT_INLINE_MAX, .prune_older = o.history_seconds == 0,
                        .pruned = tab_pruned, .pruned_ud = t};
   rc = bt_open(t->pg, &bo, sb->tree_root, &t->bt);
   if (rc)
