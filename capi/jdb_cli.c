@@ -313,7 +313,11 @@ static int cli_open(struct cli *c, int creates, int reads_only)
             c->dir, jdb_strerror(rc));
     return CLI_EXIT_DB;
   }
-  return rc == JDB_OK ? 0 : cli_fail(c->dir, rc);
+  if (rc != JDB_OK) {
+    cli_err("open %s: %s", c->dir, jdb_strerror(rc));
+    return CLI_EXIT_DB;
+  }
+  return 0;
 }
 
 /* Open c->table (JDB_CREATE when the command creates and --no-create is absent). */

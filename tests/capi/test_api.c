@@ -6,17 +6,23 @@
  *   - jdb_open / jdb_close / jdb_flush / jdb_checkpoint / jdb_stats / jdb_check: every
  *     documented error, JDB_EBUSY for a second open in this process and from another process
  *     (a forked child), the shard count fixed at creation (created with 2, reopened asking 5);
+ *   - values left in the log by a crashed process (a forked child) under inline_value_max 512,
+ *     recovered and checkpointed by opens with 256 and 64;
+ *   - the smallest cache with long keys and out-of-line values: checkpoints still work;
+ *   - jdb_check on damaged leaf pages: JDB_ECORRUPT, errors counted and logged; reads give the
+ *     right value or JDB_ECORRUPT, never wrong data;
  *   - tables: open/create, binary and longest names, drop (an old handle's writes give
  *     JDB_NOTFOUND, a recreated table starts empty), jdb_table_list order across shards, from a
  *     start name, stopped early, with JDB calls inside the callback;
- *   - key-value and batches: argument checks, 0-byte and multi-MiB values, JDB_VALUE_MAX + 1,
- *     a randomised model test (puts, put_syncs, deletes, batches with repeated keys) checked
- *     after checkpoints and a reopen;
+ *   - key-value and batches: argument checks, 0-byte and multi-MiB values, JDB_VALUE_MAX and
+ *     JDB_VALUE_MAX + 1, JDB_BATCH_MAX operations and one more; a randomised model test (puts,
+ *     put_syncs, deletes, batches with repeated keys) checked after checkpoints and reopens with
+ *     other tunables;
  *   - snapshots: reads and iterators at a snapshot see no later write;
  *   - iterators: both directions against a sorted model with random seeks, seek_prevs and turns,
  *     values inline, out of line (> 256 bytes) and empty, memtable and tree mixed;
  *   - pipelines: mixed put/get/del over several tables on two shards against a model, each
- *     operation's result;
+ *     operation's result; one of 40000 operations;
  *   - read-only instances; the functions that return JDB_ENOTSUP in this build;
  *   - concurrency: 8 client threads x 2 shards doing everything above for a few seconds, each on
  *     its own tables and on shared tables in disjoint key ranges, checked exactly against
@@ -769,6 +775,236 @@ static void test_reopen_stats_check(void **state)
   for (int i = 0; i < NT; i++)
     jdb_table_close(t[i]);
   jdb_batch_free(b);
+  assert_ok(jdb_close(db));
+  t_rm_rf(p);
+}
+
+/* Damaged tree pages: jdb_check finds them (JDB_ECORRUPT, errors > 0, each logged at
+   JDB_LOG_ERROR); reads give the right data or JDB_ECORRUPT, never wrong data, never a crash.
+   The damage: one byte flipped in the middle of every leaf page (page header bytes 4..5 are
+   the magic "JP", byte 6 the type, 3 = leaf; docs/FORMAT.md) of each shard's pages file. */
+struct t_errlog {
+  atomic_int errors, lines;
+};
+
+static void t_errlog_fn(void *ud, int level, const char *msg)
+{
+  struct t_errlog *l = ud;
+  (void)msg;
+  atomic_fetch_add(&l->lines, 1);
+  if (level <= JDB_LOG_ERROR)
+    atomic_fetch_add(&l->errors, 1);
+}
+
+static size_t t_damage_leaves(const char *dbpath)
+{
+  size_t flipped = 0;
+  for (int sh = 0; sh < 8; sh++) {
+    char fp[PATH_MAX + 32];
+    snprintf(fp, sizeof fp, "%s/shard-%03d/pages", dbpath, sh);
+    int fd = open(fp, O_RDWR);
+    if (fd < 0)
+      continue;
+    uint8_t pg[4096];
+    for (off_t pgno = 2; pread(fd, pg, sizeof pg, pgno * 4096) == (ssize_t)sizeof pg; pgno++) {
+      if (pg[4] != 0x4a || pg[5] != 0x50 || pg[6] != 3)
+        continue;
+      pg[2048] ^= 0x5a;
+      if (pwrite(fd, pg, sizeof pg, pgno * 4096) == (ssize_t)sizeof pg)
+        flipped++;
+    }
+    fsync(fd);
+    close(fd);
+  }
+  return flipped;
+}
+
+static void test_check_damage(void **state)
+{
+  (void)state;
+  char p[PATH_MAX];
+  t_path(p, sizeof p, "check_damage");
+  jdb_t *db = t_open(p, 2);
+  jdb_table_t *t = t_table(db, "c", JDB_CREATE);
+  enum { NK = 3000 };
+  uint8_t val[100];
+  for (uint32_t k = 0; k < NK; k++) {
+    char key[16];
+    snprintf(key, sizeof key, "c%05u", k);
+    t_val_fill(val, k, sizeof val);
+    assert_ok(jdb_put(t, key, strlen(key), val, sizeof val));
+  }
+  assert_ok(jdb_checkpoint(db));
+  jdb_check_report_t cr = {.struct_size = sizeof cr};
+  assert_ok(jdb_check(db, &cr));
+  assert_int_equal(cr.errors, 0);
+  uint64_t pages_before = cr.pages_checked;
+  jdb_table_close(t);
+  assert_ok(jdb_close(db));
+  assert_true(t_damage_leaves(p) > 0);
+
+  struct t_errlog l;
+  atomic_init(&l.errors, 0);
+  atomic_init(&l.lines, 0);
+  jdb_log_set(t_errlog_fn, &l, JDB_LOG_ERROR);
+  jdb_options_t o = t_opts(2);
+  db = NULL;
+  int rc = jdb_open(p, &o, &db);
+  if (rc == JDB_ECORRUPT) {
+    assert_null(db);
+    jdb_log_set(NULL, NULL, JDB_LOG_WARN);
+    t_rm_rf(p);
+    return;
+  }
+  assert_ok(rc);
+  memset(&cr, 0, sizeof cr);
+  cr.struct_size = sizeof cr;
+  assert_rc(jdb_check(db, &cr), JDB_ECORRUPT);
+  assert_true(cr.errors > 0);
+  assert_true(cr.pages_checked > 0 && cr.pages_checked <= pages_before);
+  assert_true((uint64_t)atomic_load(&l.errors) >= 1);
+  t = NULL;
+  rc = jdb_table_open(db, "c", 1, 0, &t);
+  if (rc == JDB_OK) {
+    size_t good = 0, bad = 0;
+    for (uint32_t k = 0; k < NK; k++) {
+      char key[16];
+      snprintf(key, sizeof key, "c%05u", k);
+      void *v = NULL;
+      size_t vl = 0;
+      rc = jdb_get(t, key, strlen(key), &v, &vl);
+      if (rc == JDB_OK) {
+        if (!t_val_is(v, vl, k, sizeof val))
+          fail_msg("key %u read from a damaged file: JDB_OK with a wrong value", k);
+        jdb_free(v);
+        good++;
+      } else if (rc == JDB_ECORRUPT) {
+        bad++;
+      } else {
+        fail_msg("key %u in a damaged leaf: %s, want its value or JDB_ECORRUPT", k,
+                 jdb_strerror(rc));
+      }
+    }
+    assert_true(bad > 0);
+    jdb_iter_t *it = NULL;
+    assert_ok(jdb_iter_open(t, NULL, &it));
+    for (rc = jdb_iter_first(it); rc == JDB_OK; rc = jdb_iter_next(it)) {
+      const void *k = NULL, *v = NULL;
+      size_t kl = 0, vl = 0;
+      assert_ok(jdb_iter_key(it, &k, &kl));
+      assert_ok(jdb_iter_value(it, &v, &vl));
+      char key[16];
+      assert_true(kl == 6 && kl < sizeof key);
+      memcpy(key, k, kl);
+      key[kl] = 0;
+      assert_true(t_val_is(v, vl, (uint32_t)atoi(key + 1), sizeof val));
+    }
+    assert_rc(rc, JDB_ECORRUPT);   /* the scan cannot have passed every damaged leaf */
+    jdb_iter_close(it);
+    jdb_table_close(t);
+  } else {
+    assert_rc(rc, JDB_ECORRUPT);
+  }
+  jdb_log_set(NULL, NULL, JDB_LOG_WARN);
+  assert_ok(jdb_close(db));
+  t_rm_rf(p);
+}
+
+/* inline_value_max is an option of each open, not of the directory: values a crashed process
+   wrote inline under a larger limit (still only in the log) must be recovered and checkpointed
+   by an instance opened with a smaller one. The crash: a forked child writes and _exits. */
+static void test_reopen_inline_limit(void **state)
+{
+  (void)state;
+  char p[PATH_MAX];
+  t_path(p, sizeof p, "inline_limit");
+  enum { NK = 40 };
+  pid_t kid = fork();
+  assert_true(kid >= 0);
+  if (kid == 0) {
+    alarm(60);
+    jdb_options_t o = t_opts(2);
+    o.inline_value_max = 512;
+    jdb_t *db = NULL;
+    jdb_table_t *t = NULL;
+    if (jdb_open(p, &o, &db) != JDB_OK || jdb_table_open(db, "t", 1, JDB_CREATE, &t) != JDB_OK)
+      _exit(2);
+    uint8_t val[512];
+    for (uint32_t k = 0; k < NK; k++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%03u", k);
+      size_t vl = 200 + (k * 37) % 313;   /* 200 .. 512: many above the default 256 */
+      t_val_fill(val, k, vl);
+      if (jdb_put(t, key, strlen(key), val, vl) != JDB_OK)
+        _exit(3);
+    }
+    _exit(0);   /* no jdb_close: the values are only in the log */
+  }
+  int ws = 0;
+  assert_int_equal(waitpid(kid, &ws, 0), kid);
+  assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+  for (int round = 0; round < 2; round++) {
+    jdb_options_t o = t_opts(2);
+    o.inline_value_max = round ? 64 : 256;
+    jdb_t *db = NULL;
+    assert_ok(jdb_open(p, &o, &db));
+    jdb_table_t *t = t_table(db, "t", 0);
+    for (uint32_t k = 0; k < NK; k++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%03u", k);
+      void *v = NULL;
+      size_t vl = 0;
+      assert_ok(jdb_get(t, key, strlen(key), &v, &vl));
+      assert_true(t_val_is(v, vl, k, 200 + (k * 37) % 313));
+      jdb_free(v);
+    }
+    if (round == 0)
+      assert_ok(jdb_checkpoint(db));
+    jdb_table_close(t);
+    assert_ok(jdb_close(db));
+  }
+  t_rm_rf(p);
+}
+
+/* The smallest cache (cache_bytes 1: the library's minimum number of pages per shard) with
+   long keys and out-of-line values: checkpoints (background ones while writing, jdb_checkpoint,
+   the one in jdb_close) must work, only slower; everything must read back after a reopen. */
+static void test_small_cache(void **state)
+{
+  (void)state;
+  char p[PATH_MAX];
+  t_path(p, sizeof p, "small_cache");
+  jdb_options_t o = t_opts(1);
+  o.cache_bytes = 1;
+  o.memtable_bytes = 1u << 20;
+  static uint8_t key[1000], val[300];
+  enum { NK = 3000, ROUNDS = 4 };
+  for (int round = 0; round < ROUNDS; round++) {
+    jdb_t *db = NULL;
+    assert_ok(jdb_open(p, &o, &db));
+    jdb_table_t *t = t_table(db, "t", JDB_CREATE);
+    for (uint32_t k = 0; k < NK; k++) {
+      memset(key, 'k', sizeof key);
+      snprintf((char *)key, 32, "r%d-%08u", round, (k * 761u) % NK);   /* a permutation */
+      t_val_fill(val, k, sizeof val);
+      assert_ok(jdb_put(t, key, sizeof key, val, sizeof val));
+    }
+    assert_ok(jdb_checkpoint(db));
+    jdb_table_close(t);
+    assert_ok(jdb_close(db));
+  }
+  jdb_t *db = t_open(p, 1);
+  jdb_table_t *t = t_table(db, "t", 0);
+  jdb_iter_t *it = NULL;
+  assert_ok(jdb_iter_open(t, NULL, &it));
+  size_t n = 0;
+  int rc;
+  for (rc = jdb_iter_first(it); rc == JDB_OK; rc = jdb_iter_next(it))
+    n++;
+  assert_rc(rc, JDB_NOTFOUND);
+  assert_int_equal(n, ROUNDS * NK);
+  jdb_iter_close(it);
+  jdb_table_close(t);
   assert_ok(jdb_close(db));
   t_rm_rf(p);
 }
@@ -1853,18 +2089,25 @@ static void test_kv_model(void **state)
     case 1:
       assert_ok(jdb_flush(db));
       break;
-    default:
-      /* reopen: handles closed after the instance (allowed) */
+    default: {
+      /* reopen: handles closed after the instance (allowed); other tunables each time (a
+         smaller or larger inline value limit, a cache of 64 pages per shard) */
       assert_ok(jdb_close(db));
       for (int i = 0; i < NT; i++)
         jdb_table_close(t[i]);
-      db = t_open(p, 2);
+      jdb_options_t o = t_opts(2);
+      o.inline_value_max = round % 2 ? 64 : 512;
+      o.cache_bytes = 1;
+      o.memtable_bytes = 1u << 20;
+      db = NULL;
+      assert_ok(jdb_open(p, &o, &db));
       for (int i = 0; i < NT; i++) {
         t[i] = t_table(db, names[i], 0);
         t_check_all(&f, t[i], &m[i], "kv_model after reopen");
       }
       T_FAIL_ASSERT(&f);
       break;
+    }
     }
   }
   jdb_check_report_t cr = {.struct_size = sizeof cr};
@@ -2392,13 +2635,14 @@ static void test_pipelines(void **state)
 
   /* one big pipeline: many operations per shard in one exec */
   jdb_pipe_reset(pp);
+  static const char bigval[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
   size_t nbig = t_scaled(20000);
   for (size_t j = 0; j < 2 * nbig; j++) {
     char key[32];
     size_t k = j % nbig;
     snprintf(key, sizeof key, "bigpipe-%07zu", k);
     if (j < nbig)
-      assert_ok(jdb_pipe_put(pp, t[k % NT], key, strlen(key), key, k % 50));
+      assert_ok(jdb_pipe_put(pp, t[k % NT], key, strlen(key), bigval + k % 7, k % 50));
     else
       assert_ok(jdb_pipe_get(pp, t[k % NT], key, strlen(key)));
   }
@@ -2409,7 +2653,7 @@ static void test_pipelines(void **state)
     size_t k = j % nbig;
     snprintf(key, sizeof key, "bigpipe-%07zu", k);
     int rc = jdb_pipe_result(pp, j, &v, &vl);
-    if (rc != JDB_OK || (j >= nbig && (vl != k % 50 || (vl && memcmp(v, key, vl) != 0))))
+    if (rc != JDB_OK || (j >= nbig && (vl != k % 50 || (vl && memcmp(v, bigval + k % 7, vl) != 0))))
       fail_msg("big pipeline op %zu: %s, value length %zu", j, jdb_strerror(rc), vl);
   }
   for (size_t k = 0; k < nbig; k += 1 + t_below(&r, 100)) {
@@ -3339,6 +3583,9 @@ int main(void)
     cmocka_unit_test(test_open_errors),
     cmocka_unit_test(test_busy),
     cmocka_unit_test(test_reopen_stats_check),
+    cmocka_unit_test(test_check_damage),
+    cmocka_unit_test(test_reopen_inline_limit),
+    cmocka_unit_test(test_small_cache),
     cmocka_unit_test(test_tables),
     cmocka_unit_test(test_kv_limits),
     cmocka_unit_test(test_kv_model),

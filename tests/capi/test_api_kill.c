@@ -7,11 +7,12 @@
  * tables, then starts NTHR writer threads, a reader thread and a thread that calls
  * jdb_checkpoint (or, one time in three, jdb_flush) every 1 .. 21 ms, so kills also land inside
  * checkpoints. Writer t owns the keys whose id is t modulo NTHR in every table (one writer per
- * key), and runs operations 0, 1, 2, ... of its stream: jdb_put, jdb_put_sync, jdb_del, jdb_write of
- * a batch of 2 .. OPS_MAX puts and deletes on one table (with or without JDB_SYNC; a key twice
- * in a batch now and then, the later op wins), or a pipeline of puts and deletes on distinct
- * keys of several tables. Operation i of writer t in cycle c is derived from (seed, c, t, i)
- * alone, so the parent can rebuild any of them. Every value names the operation that wrote it:
+ * key), and runs operations 0, 1, 2, ... of its stream: jdb_put, jdb_put_sync, jdb_del,
+ * jdb_write of a batch of 2 .. OPS_MAX puts and deletes on one table (with or without JDB_SYNC;
+ * a key twice in a batch now and then, the later op wins), or a pipeline of puts and deletes on
+ * distinct keys of several tables. Operation i of writer t in cycle c is derived from (seed, c,
+ * t, i) alone, so the parent can rebuild any of them. Every value names the operation that wrote
+ * it:
  *
  *   off  size  field
  *     0     4  magic 0x4A4B5631
@@ -318,8 +319,8 @@ static void val_fill(uint8_t *v, const struct op *o, uint32_t c, uint32_t thr, u
     v[i] = (uint8_t)last;
 }
 
-/* Which write a key holds: live (a put) or not, and the operation that did it (for deletes, in
-   the model only; a key never written has c = idx = UINT32_MAX... see ref_none). */
+/* What a key holds: a put (live) or nothing, and the operation that put or deleted it (a delete
+   is known to the model only: a value read back names its put). ref_none: never written. */
 struct ref {
   uint8_t live;
   uint8_t slot;
@@ -870,7 +871,8 @@ static void check_batches(const struct cyc *y, struct ref st[NTAB][NKEY])
         if (last != j)
           continue;
         const struct ref *got = &st[kj->tb][kj->key];
-        struct ref want = {.live = !kj->del, .slot = (uint8_t)j, .c = s->c, .idx = s->idx};
+        struct ref want = {.live = !kj->del, .slot = (uint8_t)j, .kind = o.kind, .c = s->c,
+                           .idx = s->idx};
         if (got->live ? (got->c == s->c && got->idx == s->idx && got->slot == j && !kj->del) ||
                             ref_later(got, s)
                       : kj->del)
@@ -1072,10 +1074,11 @@ static void test_kill9_cycles(void **state)
     t_child += now_ms() - tf;
     if (y.err) {
       const struct rec *e = &y.err_rec;
+      const char *who = e->thr == NTHR ? "reader" : e->thr == NTHR + 1 ? "checkpointer"
+                      : e->thr == 255 ? "main thread" : "writer";
       fail_msg("cycle %u (seed %llu): the child's %s %u: %s (%s op %u, extra %#x): %d (%s)", c,
-               (unsigned long long)g_seed, e->thr == NTHR ? "reader" : e->thr == NTHR + 1 ? "checkpointer"
-               : e->thr == 255 ? "main thread" : "writer", e->thr, err_what(e->what), kind_name(e->kind), e->idx, e->extra,
-               e->rc, jdb_strerror(e->rc));
+               (unsigned long long)g_seed, who, e->thr, err_what(e->what), kind_name(e->kind),
+               e->idx, e->extra, e->rc, jdb_strerror(e->rc));
     }
     if (!(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL))
       fail_msg("cycle %u (seed %llu): the child ended on its own: %s %d", c,
@@ -1153,8 +1156,8 @@ static void test_kill9_cycles(void **state)
                 "write(SYNC) %llu, pipe %llu, pipe(SYNC) %llu; the op in flight was found applied "
                 "%llu times, not applied %llu, either (no change) %llu; jdb_checkpoint %llu and "
                 "jdb_flush %llu calls completed in the children; %u live keys; %llu "
-                "jdb_check runs; page files %llu bytes, log %llu bytes; library log lines in the parent: "
-                "%llu errors, %llu warnings\n", cycles,
+                "jdb_check runs; page files %llu bytes, log %llu bytes; library log lines in the "
+                "parent: %llu errors, %llu warnings\n", cycles,
                 (now_ms() - t0) / 1e3, t_child / 1e3, t_check / 1e3, t_open / 1e3,
                 t_read / 1e3, t_close / 1e3,
                 getenv("JDB_IO") ? getenv("JDB_IO") : "(auto)", (unsigned long long)tot.early,

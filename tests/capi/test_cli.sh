@@ -6,7 +6,7 @@
 set -uo pipefail
 jdb=$1
 mkdir -p "$2"
-tmp=$(mktemp -d "$2/cli.XXXXXX")
+tmp=$(mktemp -d -p "$2")
 trap 'rm -rf "$tmp"' EXIT
 db=$tmp/db
 fails=0
