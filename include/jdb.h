@@ -323,10 +323,10 @@ JDB_API int jdb_table_list(jdb_t *db, const void *start, size_t start_len, jdb_n
  * write to the same shard acknowledged before it started.
  * @return JDB_OK; JDB_EINVAL (NULL table or key, klen 0 or > JDB_KEY_MAX, vlen > JDB_VALUE_MAX,
  *         val NULL with vlen > 0); JDB_NOTFOUND (table dropped); JDB_EREADONLY (read-only
- *         instance); JDB_ECLOSED; JDB_ENOMEM; JDB_EIO / JDB_ENOSPC (the shard's log or a
- *         checkpoint failed, now or earlier: the shard then refuses every write with that code,
- *         reads go on, until the instance is reopened and recovers); JDB_ECORRUPT (likewise,
- *         after a checkpoint met damaged pages).
+ *         instance, or the shard refuses writes since its log or a checkpoint failed: reads go
+ *         on, jdb_flush reports the original error, reopening recovers); JDB_ECLOSED;
+ *         JDB_ENOMEM; JDB_EIO / JDB_ENOSPC (this write's log write failed); JDB_ECORRUPT (the
+ *         write met damaged pages).
  * Thread-safe. key and val are copied before the call returns.
  */
 JDB_API int jdb_put(jdb_table_t *t, const void *key, size_t klen, const void *val, size_t vlen);

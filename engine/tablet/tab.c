@@ -261,10 +261,10 @@ int tab_commit(struct tab *t, uint64_t table, const struct tab_op *ops, const ui
   if (t->o.read_only)
     return JDB_EREADONLY;
   if (t->poison)
-    return t->poison;
+    return JDB_EREADONLY;   /* the call that met the disk's error reported it */
   tab_commit_lock(t);
   uint64_t seq = 0, end = 0;
-  int rc = t->poison ? t->poison : tab_commit_locked(t, table, ops, spaces, n, &seq, &end);
+  int rc = t->poison ? JDB_EREADONLY : tab_commit_locked(t, table, ops, spaces, n, &seq, &end);
   tab_commit_unlock(t);
   if (rc)
     return rc;

@@ -37,8 +37,9 @@
  *
  * Errors: JDB_EINVAL for bad arguments (sizes, NULLs, unknown or reserved table ids),
  * JDB_ECORRUPT from the call that meets damaged pages or log records, JDB_EIO / JDB_ENOSPC when
- * the disk fails: after a failed log or checkpoint write the tablet refuses writes with that code
- * (reads go on) until it is closed and reopened.
+ * the disk fails: after a failed log or checkpoint write the tablet refuses later writes with
+ * JDB_EREADONLY (the call that met the failure returned the disk's code; tab_flush and
+ * tab_checkpoint keep returning it) and reads go on, until it is closed and reopened.
  */
 #ifndef JDB_TAB_H
 #define JDB_TAB_H

@@ -3263,6 +3263,50 @@ static void test_verify(void **state)
 
 /* ------------------------------------------------------------------------------------------- */
 
+/* A failed log write: that call reports the disk's error, later writes get JDB_EREADONLY
+   (API.md), reads go on, flush repeats the error; a reopen recovers everything acknowledged. */
+static void test_io_error_refuses_writes(void **state)
+{
+  (void)state;
+  struct fs_ctx *ctx = NULL;
+  assert_int_equal(fs_faulty_create(ctx_new(), tutil_seed(), &ctx), JDB_OK);
+  const char *dir = tutil_tmpdir("tab_eio");
+  struct tab_opts o = small_opts();
+  struct tab *t = NULL;
+  assert_int_equal(tab_open(ctx, dir, &o, &t), JDB_OK);
+  uint64_t id = table_new(t, "t");
+  struct tab_op op = {.kind = TAB_PUT, .key = "a", .klen = 1, .val = "1", .vlen = 1};
+  assert_int_equal(tab_write(t, id, &op, 1, TAB_SYNC, NULL), JDB_OK);
+  struct fs_fault_rule rule = {.kind = FS_FAULT_EIO, .targets = FS_FT_WRITE | FS_FT_SYNC,
+                               .at = 1, .count = 1u << 30};
+  assert_int_equal(fs_faulty_add_rule(ctx, &rule), JDB_OK);
+  op.key = "b";
+  assert_int_equal(tab_write(t, id, &op, 1, TAB_SYNC, NULL), JDB_EIO);
+  op.key = "c";
+  assert_int_equal(tab_write(t, id, &op, 1, 0, NULL), JDB_EREADONLY);
+  uint64_t id2 = 0;
+  assert_int_equal(tab_table_create(t, "u", 1, 0, &id2), JDB_EREADONLY);
+  assert_int_equal(tab_flush(t), JDB_EIO);
+  void *v = NULL;
+  size_t vl = 0;
+  assert_int_equal(tab_get(t, NULL, id, "a", 1, &v, &vl), JDB_OK);
+  assert_true(vl == 1 && memcmp(v, "1", 1) == 0);
+  mem_free(v);
+  assert_int_equal(tab_close(t), JDB_OK);   /* no checkpoint tried: the log holds what counts */
+  fs_faulty_clear_rules(ctx);
+  t = NULL;
+  assert_int_equal(tab_open(ctx, dir, &o, &t), JDB_OK);
+  assert_int_equal(tab_get(t, NULL, id, "a", 1, &v, &vl), JDB_OK);
+  mem_free(v);
+  assert_int_equal(tab_get(t, NULL, id, "c", 1, &v, &vl), JDB_NOTFOUND);
+  assert_int_equal(tab_table_find(t, "u", 1, &id2), JDB_NOTFOUND);
+  op.key = "d";
+  assert_int_equal(tab_write(t, id, &op, 1, TAB_SYNC, NULL), JDB_OK);
+  assert_int_equal(tab_close(t), JDB_OK);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -3289,6 +3333,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_many_tables),
     cmocka_unit_test(test_read_only),
     cmocka_unit_test(test_verify),
+    cmocka_unit_test(test_io_error_refuses_writes),
   };
   if (getenv("T_FILTER"))
     cmocka_set_test_filter(getenv("T_FILTER"));
