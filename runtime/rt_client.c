@@ -22,8 +22,9 @@
  * alive while it is counted.
  *
  * Waiting: a request's state is a futex word (RT_REQ_PENDING, DONE, ASLEEP). The client spins
- * RT_SPIN_NS, then moves PENDING -> ASLEEP and sleeps in FUTEX_WAIT until DONE; the shard's
- * exchange to DONE tells it whether a FUTEX_WAKE is needed (rt_req_done).
+ * (briefly with a CPU pause, then yielding) up to RT_SPIN_NS, then moves PENDING -> ASLEEP and
+ * sleeps in FUTEX_WAIT until DONE; the shard's exchange to DONE tells it whether a FUTEX_WAKE is
+ * needed (rt_req_done). rt_call_many spends one spin budget on all its requests.
  */
 #include "rt_int.h"
 
@@ -37,11 +38,17 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <stdlib.h>
 #include <unistd.h>
 
-static unsigned rt_spin_ns_env(void) { static unsigned v; if (!v) { const char *e = getenv("RT_SPIN"); v = e ? (unsigned)atoi(e) : 15000u; } return v; }
-#define RT_SPIN_NS rt_spin_ns_env()
+/* Client wait: pause-spin RT_SPIN_PAUSE_NS (an empty call's round trip is ~0.3 us when both
+   sides are awake), then sched_yield until RT_SPIN_NS (when client threads outnumber the free
+   cores, the shard may be waiting for this very CPU), then the futex. Measured on 2 cores with
+   2 shards and 1..4 clients calling empty functions (under SCHED_FIFO, to keep the shared
+   machine's other load out): yielding after 1 us instead of pause-spinning all 15 us (with the
+   shard's idle yield, rt_reactor.c) raised calls/s from 32k/81k/79k to 276k/453k/476k at the
+   same 0.3 us awake p50. */
+#define RT_SPIN_PAUSE_NS 1000u
+#define RT_SPIN_NS 15000u
 #define RT_TLS_CACHE 4      /* instances a thread finds without the lock */
 
 struct rt_tls {             /* one client thread */
@@ -215,27 +222,35 @@ static void rt_ring_post(struct rt_shard *sh, struct rt_ring *r, struct rt_req *
 /* ------------------------------------------------------------------------------------------- */
 /* Waiting */
 
-static void rt_req_wait(struct rt_req *req, uint64_t *spin_until)
+static int rt_req_is_done(const uint32_t *word)
+{
+  return __atomic_load_n(word, __ATOMIC_ACQUIRE) == RT_REQ_DONE;
+}
+
+/* *spin_start: when the caller's spin budget began (0: now). */
+static void rt_req_wait(struct rt_req *req, uint64_t *spin_start)
 {
   uint32_t *word = &req->state;
-  if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == RT_REQ_DONE)
+  if (rt_req_is_done(word))
     return;
-  if (!*spin_until)
-    *spin_until = clock_mono_ns() + RT_SPIN_NS;
+  if (!*spin_start)
+    *spin_start = clock_mono_ns();
   for (unsigned i = 1;; i++) {
-    if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == RT_REQ_DONE)
+    if (rt_req_is_done(word))
       return;
-    if (!(i & 63) && clock_mono_ns() >= *spin_until)
+    if (!(i & 15) && clock_mono_ns() - *spin_start >= RT_SPIN_PAUSE_NS)
       break;
-    if (getenv("RT_YIELD") && i > 256)
-      sched_yield();
-    else
-      rt_cpu_relax();
+    rt_cpu_relax();
+  }
+  while (clock_mono_ns() - *spin_start < RT_SPIN_NS) {
+    if (rt_req_is_done(word))
+      return;
+    sched_yield();
   }
   uint32_t expect = RT_REQ_PENDING;
   __atomic_compare_exchange_n(word, &expect, RT_REQ_ASLEEP, 0, __ATOMIC_ACQ_REL,
                               __ATOMIC_ACQUIRE);
-  while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != RT_REQ_DONE)
+  while (!rt_req_is_done(word))
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, RT_REQ_ASLEEP, NULL, NULL, 0);
 }
 
@@ -306,9 +321,9 @@ int rt_call_many(struct rt *rt, struct rt_req *reqs, size_t n)
     }
     rt_ring_post(&rt->shards[req->shard], r, req);
   }
-  uint64_t spin_until = 0;
+  uint64_t spin_start = 0;
   for (size_t i = 0; i < n; i++)
-    rt_req_wait(&reqs[i], &spin_until);
+    rt_req_wait(&reqs[i], &spin_start);
   rt_leave(rt);
   return first;
 }
