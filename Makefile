@@ -5,6 +5,8 @@ ASAN      ?= build-asan
 FUZZ      ?= build-fuzz
 FUZZ_SECS ?= 60
 CMAKE_FLAGS ?=
+# cmake --build runs make below us: keep its "Entering directory" lines out of the output.
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build asan test test-plain test-asan demo bench fuzz stress clean
 
