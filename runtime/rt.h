@@ -2,7 +2,7 @@
  * rt.h - the runtime (L5): one instance directory, one pinned thread per shard, each owning its
  * I/O context (io_uring or psync), its fiber scheduler and its tablet; client threads hand work
  * to a shard over a single-producer/single-consumer ring and wait for the answer
- * (ARCHITECTURE.md §2, §4; docs/DESIGN.md §14).
+ * (ARCHITECTURE.md §2, §4; docs/DESIGN.md §13).
  *
  * Directory:
  *     path/LOCK            flock(LOCK_EX | LOCK_NB) held while open: a second process gets
