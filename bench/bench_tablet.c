@@ -63,6 +63,7 @@
  * database, so a filter that selects one of them runs fillrandom for that engine too.
  */
 #include "bench.h"
+#include "bench_peer.h"
 
 #include "fs.h"
 #include "jdb.h"
@@ -78,20 +79,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef JDB_HAVE_ROCKSDB
-#include <rocksdb/c.h>
-#endif
-#ifdef JDB_HAVE_LMDB
-#include <lmdb.h>
-#endif
-
-#define TB_KLEN 16u
-#define TB_VLEN 100u
+#define TB_KLEN BENCH_KLEN
+#define TB_VLEN BENCH_VLEN
 #define TB_BIGV 4096u
 #define TB_FILL_BATCH 1000u
 #define TB_OW_BATCH 100u
 #define TB_BATCH_MAX 1000u
-#define TB_POOL (1u << 20)
+#define TB_POOL BENCH_POOL
 #define TB_REPS 3
 #define TB_STEPS 10
 #define TB_CACHE_MB 256u
@@ -103,18 +97,12 @@
 #define TB_WRONG 2
 #define TB_ERR (-1)
 
-enum { TB_JDB, TB_ROCKS, TB_LMDB, TB_NENG };
+enum { TB_JDB = BENCH_JDB, TB_ROCKS = BENCH_ROCKS, TB_LMDB = BENCH_LMDB, TB_NENG = BENCH_NENG };
 enum { TB_W_FILLSEQ, TB_W_FILLRND, TB_W_READ, TB_W_NEXT, TB_W_PREV, TB_W_FILL4K, TB_W_OW4K,
        TB_NW };
 static const char *const tb_wname[TB_NW] = {"fillseq", "fillrandom", "readrandom",
                                             "seek+next10", "seek+prev10", "fill4k",
                                             "overwrite4k"};
-
-struct tb_put {
-  const uint8_t *k;
-  const uint8_t *v;
-  uint32_t vlen;
-};
 
 struct tb_kv {
   const uint8_t *k, *v;
@@ -125,7 +113,7 @@ struct tb_eng;
 struct tb_ops {
   int (*open)(struct tb_eng *e);
   int (*close)(struct tb_eng *e);
-  int (*write)(struct tb_eng *e, const struct tb_put *p, uint32_t n);
+  int (*write)(struct tb_eng *e, const struct bench_put *p, uint32_t n);
   int (*rbegin)(struct tb_eng *e, int scan);   /* a read txn / an iterator */
   void (*rend)(struct tb_eng *e);
   int (*get)(struct tb_eng *e, const uint8_t *k, const uint8_t *want, uint32_t wlen);
@@ -148,13 +136,7 @@ struct tb_eng {
   struct tab_iter *it;
   struct tab_op *jops;
 #ifdef JDB_HAVE_ROCKSDB
-  rocksdb_t *db;
-  rocksdb_options_t *ropts;
-  rocksdb_block_based_table_options_t *bbto;
-  rocksdb_cache_t *cache;
-  rocksdb_writeoptions_t *wo;
-  rocksdb_readoptions_t *ro;
-  rocksdb_writebatch_t *wb;
+  struct bench_rocks rk;
   rocksdb_iterator_t *rit;
 #endif
 #ifdef JDB_HAVE_LMDB
@@ -213,22 +195,6 @@ static uint64_t tb_du(const char *dir, uint64_t *apparent)
   return tb_du_acc;
 }
 
-static int tb_rm_fn(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-  remove(p);
-  return 0;
-}
-
-static void tb_rmtree(const char *dir)
-{
-  nftw(dir, tb_rm_fn, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static double tb_secs(uint64_t a, uint64_t b)
-{
-  return (double)(b - a) / 1e9;
-}
-
 /* ------------------------------------------------------------------------------------------- */
 /* JDB                                                                                          */
 
@@ -260,7 +226,7 @@ static int tb_jdb_close(struct tb_eng *e)
   return rc ? tb_jdb_err(e, "tab_close", rc) : 0;
 }
 
-static int tb_jdb_write(struct tb_eng *e, const struct tb_put *p, uint32_t n)
+static int tb_jdb_write(struct tb_eng *e, const struct bench_put *p, uint32_t n)
 {
   for (uint32_t i = 0; i < n; i++)
     e->jops[i] = (struct tab_op){.kind = TAB_PUT, .key = p[i].k, .klen = TB_KLEN, .val = p[i].v,
@@ -392,66 +358,28 @@ static int tb_rocks_err(struct tb_eng *e, const char *what, char *err)
   return TB_ERR;
 }
 
-/* The objects tb_rocks_open creates (all of them, before rocksdb_open). */
-static void tb_rocks_free(struct tb_eng *e)
-{
-  rocksdb_writebatch_destroy(e->wb);
-  rocksdb_writeoptions_destroy(e->wo);
-  rocksdb_readoptions_destroy(e->ro);
-  rocksdb_options_destroy(e->ropts);
-  rocksdb_block_based_options_destroy(e->bbto);
-  rocksdb_cache_destroy(e->cache);
-  e->wb = NULL;
-  e->wo = NULL;
-  e->ro = NULL;
-  e->ropts = NULL;
-  e->bbto = NULL;
-  e->cache = NULL;
-}
-
 static int tb_rocks_open(struct tb_eng *e)
 {
-  e->ropts = rocksdb_options_create();
-  rocksdb_options_set_create_if_missing(e->ropts, 1);
-  e->cache = rocksdb_cache_create_lru((size_t)e->cache_bytes);
-  e->bbto = rocksdb_block_based_options_create();
-  rocksdb_block_based_options_set_block_cache(e->bbto, e->cache);
-  rocksdb_options_set_block_based_table_factory(e->ropts, e->bbto);
-  e->wo = rocksdb_writeoptions_create();
-  e->ro = rocksdb_readoptions_create();
-  e->wb = rocksdb_writebatch_create();
-  char *err = NULL;
-  e->db = rocksdb_open(e->ropts, e->dir, &err);
-  if (err || !e->db) {
-    e->db = NULL;
-    tb_rocks_free(e);
-    return tb_rocks_err(e, "rocksdb_open", err);
-  }
-  return 0;
+  char *err = bench_rocks_open(&e->rk, e->dir, e->cache_bytes);
+  return err ? tb_rocks_err(e, "rocksdb_open", err) : 0;
 }
 
 static int tb_rocks_close(struct tb_eng *e)
 {
-  rocksdb_close(e->db);
-  e->db = NULL;
-  tb_rocks_free(e);
+  bench_rocks_close(&e->rk);
   return 0;
 }
 
-static int tb_rocks_write(struct tb_eng *e, const struct tb_put *p, uint32_t n)
+static int tb_rocks_write(struct tb_eng *e, const struct bench_put *p, uint32_t n)
 {
-  rocksdb_writebatch_clear(e->wb);
-  for (uint32_t i = 0; i < n; i++)
-    rocksdb_writebatch_put(e->wb, (const char *)p[i].k, TB_KLEN, (const char *)p[i].v, p[i].vlen);
-  char *err = NULL;
-  rocksdb_write(e->db, e->wo, e->wb, &err);
+  char *err = bench_rocks_write(&e->rk, e->rk.wo, p, n);
   return err ? tb_rocks_err(e, "rocksdb_write", err) : 0;
 }
 
 static int tb_rocks_rbegin(struct tb_eng *e, int scan)
 {
   if (scan)
-    e->rit = rocksdb_create_iterator(e->db, e->ro);
+    e->rit = rocksdb_create_iterator(e->rk.db, e->rk.ro);
   return 0;
 }
 
@@ -466,7 +394,7 @@ static int tb_rocks_get(struct tb_eng *e, const uint8_t *k, const uint8_t *want,
 {
   char *err = NULL;
   size_t vlen = 0;
-  char *v = rocksdb_get(e->db, e->ro, (const char *)k, TB_KLEN, &vlen, &err);
+  char *v = rocksdb_get(e->rk.db, e->rk.ro, (const char *)k, TB_KLEN, &vlen, &err);
   if (err)
     return tb_rocks_err(e, "rocksdb_get", err);
   if (!v)
@@ -506,16 +434,10 @@ static int tb_rocks_step(struct tb_eng *e, int reverse, struct tb_kv *out)
   return tb_rocks_kv(e, out);
 }
 
-static uint64_t tb_rocks_prop(struct tb_eng *e, const char *name)
-{
-  uint64_t v = 0;
-  return rocksdb_property_int(e->db, name, &v) == 0 ? v : 0;
-}
-
 /* A property only available as a string (the per-level ones). */
 static uint64_t tb_rocks_sprop(struct tb_eng *e, const char *name)
 {
-  char *v = rocksdb_property_value(e->db, name);
+  char *v = rocksdb_property_value(e->rk.db, name);
   uint64_t n = v ? strtoull(v, NULL, 10) : 0;
   rocksdb_free(v);
   return n;
@@ -532,29 +454,8 @@ static void tb_rocks_info(struct tb_eng *e, char *buf, size_t cap)
   }
   if (o < cap)
     snprintf(buf + o, cap - o, ", pending compaction %.1f MB, immutable memtables %llu",
-             (double)tb_rocks_prop(e, "rocksdb.estimate-pending-compaction-bytes") / 1e6,
-             (unsigned long long)tb_rocks_prop(e, "rocksdb.num-immutable-mem-table"));
-}
-
-static void tb_sleep_ms(unsigned ms)
-{
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* Wait until no flush or compaction runs or is pending; returns the seconds waited. */
-static double tb_rocks_settle(struct tb_eng *e)
-{
-  uint64_t t0 = bench_now_ns();
-  while (tb_secs(t0, bench_now_ns()) < TB_SETTLE_SECS) {
-    if (!tb_rocks_prop(e, "rocksdb.num-running-compactions") &&
-        !tb_rocks_prop(e, "rocksdb.num-running-flushes") &&
-        !tb_rocks_prop(e, "rocksdb.compaction-pending") &&
-        !tb_rocks_prop(e, "rocksdb.mem-table-flush-pending"))
-      break;
-    tb_sleep_ms(100);
-  }
-  return tb_secs(t0, bench_now_ns());
+             (double)bench_rocks_prop(&e->rk, "rocksdb.estimate-pending-compaction-bytes") / 1e6,
+             (unsigned long long)bench_rocks_prop(&e->rk, "rocksdb.num-immutable-mem-table"));
 }
 
 static const struct tb_ops tb_rocks_ops = {
@@ -575,29 +476,9 @@ static int tb_lmdb_err(struct tb_eng *e, const char *what, int rc)
 
 static int tb_lmdb_open(struct tb_eng *e)
 {
-  mkdir(e->dir, 0755);
-  int rc = mdb_env_create(&e->env);
-  if (rc)
-    return tb_lmdb_err(e, "mdb_env_create", rc);
-  if ((rc = mdb_env_set_mapsize(e->env, e->map_bytes)) != 0 ||
-      (rc = mdb_env_open(e->env, e->dir, MDB_NOSYNC, 0644)) != 0) {
-    mdb_env_close(e->env);
-    e->env = NULL;
-    return tb_lmdb_err(e, "mdb_env_open", rc);
-  }
-  MDB_txn *txn;
-  if ((rc = mdb_txn_begin(e->env, NULL, 0, &txn)) == 0) {
-    if ((rc = mdb_dbi_open(txn, NULL, 0, &e->dbi)) != 0)
-      mdb_txn_abort(txn);
-    else
-      rc = mdb_txn_commit(txn);
-  }
-  if (rc) {
-    mdb_env_close(e->env);
-    e->env = NULL;
-    return tb_lmdb_err(e, "mdb_dbi_open", rc);
-  }
-  return 0;
+  const char *what;
+  int rc = bench_lmdb_open(e->dir, e->map_bytes, MDB_NOSYNC, &e->env, &e->dbi, &what);
+  return rc ? tb_lmdb_err(e, what, rc) : 0;
 }
 
 static int tb_lmdb_close(struct tb_eng *e)
@@ -607,22 +488,11 @@ static int tb_lmdb_close(struct tb_eng *e)
   return 0;
 }
 
-static int tb_lmdb_write(struct tb_eng *e, const struct tb_put *p, uint32_t n)
+static int tb_lmdb_write(struct tb_eng *e, const struct bench_put *p, uint32_t n)
 {
-  MDB_txn *txn;
-  int rc = mdb_txn_begin(e->env, NULL, 0, &txn);
-  if (rc)
-    return tb_lmdb_err(e, "mdb_txn_begin", rc);
-  for (uint32_t i = 0; i < n; i++) {
-    MDB_val k = {.mv_size = TB_KLEN, .mv_data = (void *)p[i].k};
-    MDB_val v = {.mv_size = p[i].vlen, .mv_data = (void *)p[i].v};
-    if ((rc = mdb_put(txn, e->dbi, &k, &v, 0)) != 0) {
-      mdb_txn_abort(txn);
-      return tb_lmdb_err(e, "mdb_put", rc);
-    }
-  }
-  rc = mdb_txn_commit(txn);
-  return rc ? tb_lmdb_err(e, "mdb_txn_commit", rc) : 0;
+  const char *what;
+  int rc = bench_lmdb_write(e->env, e->dbi, p, n, &what);
+  return rc ? tb_lmdb_err(e, what, rc) : 0;
 }
 
 static int tb_lmdb_rbegin(struct tb_eng *e, int scan)
@@ -716,7 +586,7 @@ struct tb_run {
   uint8_t *seqk, *rndk, *owk;    /* n, n and k keys of TB_KLEN bytes */
   uint8_t *pool;                 /* TB_POOL + TB_BIGV random bytes */
   uint32_t *last;                /* overwrite4k: last write number of each key */
-  struct tb_put *puts;
+  struct bench_put *puts;
   uint64_t *lat;                 /* per-batch latencies */
   double rate[TB_NW][TB_NENG];   /* ops/s (0: not run) */
   double fill_close[TB_NENG];    /* fillrandom ops/s over puts + close */
@@ -731,7 +601,7 @@ struct tb_run {
 
 static const uint8_t *tb_val(const struct tb_run *r, uint64_t w, uint32_t vlen)
 {
-  return r->pool + (w * 4099u) % (TB_POOL - vlen);
+  return bench_pool_val(r->pool, w, vlen);
 }
 
 static const uint8_t *tb_key(const uint8_t *keys, size_t i)
@@ -796,7 +666,8 @@ static int tb_puts(struct tb_run *r, struct tb_eng *g, const uint8_t *keys, size
     for (uint32_t i = 0; i < m; i++) {
       size_t idx = rng ? (size_t)(bench_rand(rng) % nkeys) : base + i;
       uint64_t w = wbase + base + i;
-      r->puts[i] = (struct tb_put){.k = tb_key(keys, idx), .v = tb_val(r, w, vlen), .vlen = vlen};
+      r->puts[i] = (struct bench_put){.k = tb_key(keys, idx), .v = tb_val(r, w, vlen),
+                                      .vlen = vlen};
       if (last)
         last[idx] = (uint32_t)w;
     }
@@ -809,7 +680,7 @@ static int tb_puts(struct tb_run *r, struct tb_eng *g, const uint8_t *keys, size
       return rc;
     }
   }
-  *secs = tb_secs(t0, bench_now_ns());
+  *secs = bench_secs(t0, bench_now_ns());
   *nlat = nb;
   return 0;
 }
@@ -848,7 +719,7 @@ static void tb_drop_engine(struct tb_run *r, int e)
   struct tb_eng *g = &r->eng[e];
   tb_close(g);
   if (!r->env->keep)
-    tb_rmtree(g->dir);
+    bench_rmtree(g->dir);
   bench_note("tablet: %s left out of the remaining workloads after the error above", g->name);
   r->have[e] = 0;
   r->fail = 1;
@@ -872,7 +743,7 @@ static int tb_finish(struct tb_run *r, int e, int rc, struct tb_end *out)
   struct tb_eng *g = &r->eng[e];
   uint64_t c0 = bench_now_ns();
   int crc = tb_close(g);
-  out->close_secs = tb_secs(c0, bench_now_ns());
+  out->close_secs = bench_secs(c0, bench_now_ns());
   if (rc || crc) {
     tb_drop_engine(r, e);
     return 1;
@@ -888,7 +759,7 @@ static void tb_fill(struct tb_run *r, int w, int e, const uint8_t *keys, int kee
 {
   struct tb_eng *g = &r->eng[e];
   tb_dir(r, e, tb_wname[w]);
-  tb_rmtree(g->dir);
+  bench_rmtree(g->dir);
   g->map_bytes = (size_t)r->n * (TB_KLEN + TB_VLEN) * 4 + (1ull << 30);
   sync();
   struct tb_io io0 = tb_io_now();
@@ -933,7 +804,7 @@ static void tb_fill(struct tb_run *r, int w, int e, const uint8_t *keys, int kee
   if (w == TB_W_FILLRND)
     r->fill_close[e] = (double)r->n / (secs + close_secs);
   if (!keep_db && !r->env->keep)
-    tb_rmtree(g->dir);
+    bench_rmtree(g->dir);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -959,7 +830,7 @@ static int tb_reads_open(struct tb_run *r, int e)
   struct tb_io oio = tb_io_now();
   uint64_t t0 = bench_now_ns();
   int rc = tb_open(g);
-  double open_secs = tb_secs(t0, bench_now_ns());
+  double open_secs = bench_secs(t0, bench_now_ns());
   double open_rd = (double)(tb_io_now().rd - oio.rd);
   if (rc)
     return rc;
@@ -967,7 +838,7 @@ static int tb_reads_open(struct tb_run *r, int e)
 #ifdef JDB_HAVE_ROCKSDB
   if (e == TB_ROCKS)
     snprintf(settle, sizeof settle, ", then %.1f s until no flush or compaction ran or was "
-             "pending", tb_rocks_settle(g));
+             "pending", bench_rocks_settle(&g->rk, TB_SETTLE_SECS));
 #endif
   uint8_t zero[TB_KLEN] = {0}, prev[TB_KLEN];
   size_t count = 0, disorder = 0;
@@ -984,7 +855,7 @@ static int tb_reads_open(struct tb_run *r, int e)
     count++;
   }
   g->op->rend(g);
-  double scan_secs = tb_secs(t0, bench_now_ns());
+  double scan_secs = bench_secs(t0, bench_now_ns());
   struct tb_io io1 = tb_io_now();
   if (rc != TB_END)
     return rc;
@@ -1020,7 +891,7 @@ static int tb_gets(struct tb_run *r, struct tb_eng *g, uint64_t seed, double sec
     now = bench_now_ns();
   }
   rep->ops = ops;
-  rep->secs = tb_secs(t0, now);
+  rep->secs = bench_secs(t0, now);
   return 0;
 }
 
@@ -1060,7 +931,7 @@ static int tb_scans(struct tb_run *r, struct tb_eng *g, int reverse, uint64_t se
     now = bench_now_ns();
   }
   rep->ops = ops;
-  rep->secs = tb_secs(t0, now);
+  rep->secs = bench_secs(t0, now);
   return 0;
 }
 
@@ -1138,7 +1009,7 @@ static void tb_overwrite(struct tb_run *r, int e)
 {
   struct tb_eng *g = &r->eng[e];
   tb_dir(r, e, tb_wname[TB_W_OW4K]);
-  tb_rmtree(g->dir);
+  bench_rmtree(g->dir);
   double vbytes = TB_KLEN + TB_BIGV;
   g->map_bytes = (size_t)((double)(r->k + r->ow) * vbytes * 2) + (1ull << 30);
   memset(r->last, 0, r->k * sizeof *r->last);
@@ -1193,7 +1064,7 @@ static void tb_overwrite(struct tb_run *r, int e)
   /* reopen and check every key's last value */
   uint64_t t0 = bench_now_ns();
   rc = tb_open(g);
-  double open_secs = tb_secs(t0, bench_now_ns());
+  double open_secs = bench_secs(t0, bench_now_ns());
   if (!rc)
     rc = tb_check(r, g, r->owk, r->k, r->last, TB_BIGV, 0, tb_wname[TB_W_OW4K]);
   int crc = tb_close(g);
@@ -1211,40 +1082,11 @@ static void tb_overwrite(struct tb_run *r, int e)
   if (rc || crc)
     tb_drop_engine(r, e);
   else if (!r->env->keep)
-    tb_rmtree(g->dir);
+    bench_rmtree(g->dir);
 }
 
 /* ------------------------------------------------------------------------------------------- */
 /* Summary                                                                                      */
-
-static void tb_cell(char *buf, size_t cap, int on, double v, const char *fmt)
-{
-  if (on && v > 0)
-    snprintf(buf, cap, fmt, v);
-  else
-    snprintf(buf, cap, "-");
-}
-
-static void tb_line(const char *label, const double *v, int any, const char *fmt,
-                    const char *target)
-{
-  char c[TB_NENG][32], q[2][32];
-  if (!any)
-    return;
-  for (int e = 0; e < TB_NENG; e++)
-    tb_cell(c[e], sizeof c[e], 1, v[e], fmt);
-  tb_cell(q[0], sizeof q[0], v[TB_ROCKS] > 0, v[TB_JDB] / v[TB_ROCKS], "%.2f");
-  tb_cell(q[1], sizeof q[1], v[TB_LMDB] > 0, v[TB_JDB] / v[TB_LMDB], "%.2f");
-  printf("%-24s %12s %14s %12s %12s %10s  %s\n", label, c[TB_JDB], c[TB_ROCKS], c[TB_LMDB], q[0],
-         q[1], target);
-}
-
-static const char *tb_verdict(double v, double lo, double hi)
-{
-  if (v <= 0)
-    return "(not measured)";
-  return v >= lo && v <= hi ? "met" : "MISSED";
-}
 
 static void tb_summary(struct tb_run *r)
 {
@@ -1252,32 +1094,30 @@ static void tb_summary(struct tb_run *r)
   memset(t, 0, sizeof t);
   double x = r->rate[TB_W_FILLRND][TB_ROCKS] > 0
                ? r->rate[TB_W_FILLRND][TB_JDB] / r->rate[TB_W_FILLRND][TB_ROCKS] : 0;
-  snprintf(t[TB_W_FILLRND], sizeof t[0], "JDB/RocksDB >= 2: %s", tb_verdict(x, 2, 1e300));
+  snprintf(t[TB_W_FILLRND], sizeof t[0], "JDB/RocksDB >= 2: %s", bench_verdict(x, 2, 1e300));
   x = r->rate[TB_W_READ][TB_LMDB] > 0 ? r->rate[TB_W_READ][TB_JDB] / r->rate[TB_W_READ][TB_LMDB]
                                       : 0;
-  snprintf(t[TB_W_READ], sizeof t[0], "JDB/LMDB >= 1: %s", tb_verdict(x, 1, 1e300));
+  snprintf(t[TB_W_READ], sizeof t[0], "JDB/LMDB >= 1: %s", bench_verdict(x, 1, 1e300));
   x = r->rate[TB_W_NEXT][TB_JDB] > 0 ? r->rate[TB_W_PREV][TB_JDB] / r->rate[TB_W_NEXT][TB_JDB] : 0;
   snprintf(t[TB_W_PREV], sizeof t[0], "JDB prev/next >= 0.9: %.2f %s", x,
-           tb_verdict(x, 0.9, 1e300));
+           bench_verdict(x, 0.9, 1e300));
   printf("\ntablet summary: %zu puts of %u + %u bytes (fills), overwrite4k %zu keys then %zu "
          "puts of %u + %u bytes; ops/s, ratio > 1 = JDB faster\n",
          r->n, TB_KLEN, TB_VLEN, r->k, r->ow, TB_KLEN, TB_BIGV);
-  printf("%-24s %12s %14s %12s %12s %10s  %s\n", "workload", "JDB", "RocksDB", "LMDB",
-         "JDB/RocksDB", "JDB/LMDB", "target");
+  bench_peer_header("workload", "target");
   for (int w = 0; w < TB_NW; w++) {
     int any = 0;
     for (int e = 0; e < TB_NENG; e++)
       any |= r->rate[w][e] > 0;
-    tb_line(tb_wname[w], r->rate[w], any, "%.0f", t[w]);
+    bench_peer_line(tb_wname[w], r->rate[w], any, "%.0f", t[w]);
     if (w == TB_W_FILLRND) {
       int anyc = 0;
       for (int e = 0; e < TB_NENG; e++)
         anyc |= r->fill_close[e] > 0;
-      tb_line("fillrandom (puts+close)", r->fill_close, anyc, "%.0f", "");
+      bench_peer_line("fillrandom (puts+close)", r->fill_close, anyc, "%.0f", "");
     }
   }
-  printf("%-24s %12s %14s %12s %12s %10s  %s\n", "write amplification", "JDB", "RocksDB", "LMDB",
-         "JDB/RocksDB", "JDB/LMDB", "(lower is better)");
+  bench_peer_header("write amplification", "(lower is better)");
   static const int wa_w[] = {TB_W_FILLSEQ, TB_W_FILLRND, TB_W_OW4K};
   for (int i = 0; i < 3; i++) {
     int w = wa_w[i], any = 0;
@@ -1286,18 +1126,18 @@ static void tb_summary(struct tb_run *r)
       any |= r->wa[w][e] > 0;
     snprintf(label, sizeof label, "WA %s+close", tb_wname[w]);
     if (w == TB_W_OW4K)
-      snprintf(target, sizeof target, "JDB <= 1.3: %s; ", tb_verdict(r->wa[w][TB_JDB], 0, 1.3));
+      snprintf(target, sizeof target, "JDB <= 1.3: %s; ", bench_verdict(r->wa[w][TB_JDB], 0, 1.3));
     if (r->wa[w][TB_JDB] > 0)
       snprintf(target + strlen(target), sizeof target - strlen(target),
                "JDB without the log's zero fill %.2f", r->wa_nozero[w]);
-    tb_line(label, r->wa[w], any, "%.2f", target);
-    tb_line("  block layer only", r->wa_dev[w], any, "%.2f", "");
+    bench_peer_line(label, r->wa[w], any, "%.2f", target);
+    bench_peer_line("  block layer only", r->wa_dev[w], any, "%.2f", "");
   }
   int any4 = 0;
   for (int e = 0; e < TB_NENG; e++)
     any4 |= r->wa_all4k[e] > 0;
-  tb_line("WA fill4k+overwrite4k", r->wa_all4k, any4, "%.2f", "from open to after close");
-  tb_line("  block layer only", r->wa_all4k_dev, any4, "%.2f", "");
+  bench_peer_line("WA fill4k+overwrite4k", r->wa_all4k, any4, "%.2f", "from open to after close");
+  bench_peer_line("  block layer only", r->wa_all4k_dev, any4, "%.2f", "");
   for (int i = 0; i < 3; i++) {
     int w = wa_w[i], any = 0;
     char label[48], target[96] = "";
@@ -1310,7 +1150,7 @@ static void tb_summary(struct tb_run *r)
     snprintf(target, sizeof target, "user data %.1f MB live",
              (w == TB_W_OW4K ? (double)r->k * (TB_KLEN + TB_BIGV)
                              : (double)r->n * (TB_KLEN + TB_VLEN)) / 1e6);
-    tb_line(label, mb, any, "%.1f", target);
+    bench_peer_line(label, mb, any, "%.1f", target);
   }
   if (r->wa_fallback)
     printf("  # write_bytes of /proc/self/io did not move: block layer bytes from the growth of du "
@@ -1321,29 +1161,10 @@ static void tb_summary(struct tb_run *r)
 
 /* ------------------------------------------------------------------------------------------- */
 
-static size_t tb_env_n(const char *var, size_t dflt)
-{
-  const char *s = getenv(var);
-  if (!s || !*s)
-    return dflt;
-  unsigned long long v = strtoull(s, NULL, 0);
-  return v ? (size_t)v : dflt;
-}
-
 static void tb_be64(uint8_t *p, uint64_t v)
 {
   for (int i = 0; i < 8; i++)
     p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static void tb_rand_keys(uint8_t *keys, size_t n, uint64_t seed)
-{
-  uint64_t rng = seed;
-  for (size_t i = 0; i < n; i++) {
-    uint64_t a = bench_rand(&rng), b = bench_rand(&rng);
-    memcpy(keys + i * TB_KLEN, &a, 8);
-    memcpy(keys + i * TB_KLEN + 8, &b, 8);
-  }
 }
 
 static void tb_free(struct tb_run *r)
@@ -1367,8 +1188,8 @@ int bench_tablet(const struct bench_env *env)
   if (!r)
     return 1;
   r->env = env;
-  r->n = tb_env_n("JDB_BENCH_TABLET_N", env->quick ? 200000 : 2000000);
-  r->ow = tb_env_n("JDB_BENCH_TABLET_OW_N", env->quick ? 20000 : 200000);
+  r->n = bench_env_size("JDB_BENCH_TABLET_N", env->quick ? 200000 : 2000000);
+  r->ow = bench_env_size("JDB_BENCH_TABLET_OW_N", env->quick ? 20000 : 200000);
   r->k = r->ow / 4 ? r->ow / 4 : 1;
   size_t nlat = r->n / TB_FILL_BATCH + r->ow / TB_OW_BATCH + r->k / TB_OW_BATCH + 4;
   r->seqk = malloc(r->n * TB_KLEN);
@@ -1390,13 +1211,9 @@ int bench_tablet(const struct bench_env *env)
     tb_be64(r->seqk + i * TB_KLEN, i);
     memcpy(r->seqk + i * TB_KLEN + 8, "fillseq.", 8);
   }
-  tb_rand_keys(r->rndk, r->n, env->seed);
-  tb_rand_keys(r->owk, r->k, env->seed + 1);
-  uint64_t rng = env->seed + 2;
-  for (size_t i = 0; i < TB_POOL + TB_BIGV; i += 8) {
-    uint64_t v = bench_rand(&rng);
-    memcpy(r->pool + i, &v, 8);
-  }
+  bench_keys_random(r->rndk, r->n, env->seed);
+  bench_keys_random(r->owk, r->k, env->seed + 1);
+  bench_pool_fill(r->pool, TB_POOL + TB_BIGV, env->seed + 2);
   struct fs_ctx_opts fo = {.backend = FS_BACKEND_AUTO};
   int rc = fs_ctx_create(&fo, &j->ctx);
   if (rc) {
@@ -1421,7 +1238,7 @@ int bench_tablet(const struct bench_env *env)
 #else
   bench_note("LMDB not built in (liblmdb-dev not found): its column stays empty");
 #endif
-  size_t cache_mb = tb_env_n("JDB_BENCH_TABLET_CACHE_MB", TB_CACHE_MB);
+  size_t cache_mb = bench_env_size("JDB_BENCH_TABLET_CACHE_MB", TB_CACHE_MB);
   r->eng[TB_JDB].cache_bytes = r->eng[TB_ROCKS].cache_bytes = (uint64_t)cache_mb << 20;
   bench_note("tablet: JDB tab_opts defaults but a %zu MiB page cache (%zu frames), fs backend %s, "
              "tab_write flags 0 (handed to the kernel); RocksDB default options + %zu MiB LRU "
@@ -1461,9 +1278,9 @@ int bench_tablet(const struct bench_env *env)
         tb_drop_engine(r, e);
         continue;
       }
-      bench_note("tablet.reads.%s: close %.2f s", r->eng[e].tag, tb_secs(t0, bench_now_ns()));
+      bench_note("tablet.reads.%s: close %.2f s", r->eng[e].tag, bench_secs(t0, bench_now_ns()));
       if (!env->keep)
-        tb_rmtree(r->eng[e].dir);
+        bench_rmtree(r->eng[e].dir);
     }
 
   for (int e = 0; e < TB_NENG; e++)

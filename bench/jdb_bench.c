@@ -4,7 +4,7 @@
  * case. Workloads: io (base/fs backends), cksum (checksum candidates), pages (buffer manager),
  * log (the shard log), btree (the B+ tree, next to LMDB when built with it), memtable (the
  * shard's memtable, in memory), tablet (the whole tablet, next to RocksDB and LMDB when built
- * with them).
+ * with them), api (the public API over the runtime's shard threads, next to RocksDB and LMDB).
  */
 #include "bench.h"
 
@@ -33,6 +33,8 @@ static const struct bench_env *bench_cur;
 int bench_memtable(const struct bench_env *env);
 /* bench_tablet.c (declared here for the same reason) */
 int bench_tablet(const struct bench_env *env);
+/* bench_api.c (declared here for the same reason) */
+int bench_api(const struct bench_env *env);
 
 uint64_t bench_now_ns(void)
 {
@@ -136,7 +138,8 @@ static void bench_header(const struct bench_env *env)
 static void bench_usage(void)
 {
   fprintf(stderr,
-          "usage: jdb_bench <io|cksum|pages|log|btree|memtable|tablet|all> [--dir DIR] [--secs S] "
+          "usage: jdb_bench <io|cksum|pages|log|btree|memtable|tablet|api|all> [--dir DIR] "
+          "[--secs S] "
           "[--quick] [--filter F] [--seed N] [--keep]\n");
 }
 
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
   if (!strcmp(what, "btree") || !strcmp(what, "all")) { rc |= bench_btree(&env); any = 1; }
   if (!strcmp(what, "memtable") || !strcmp(what, "all")) { rc |= bench_memtable(&env); any = 1; }
   if (!strcmp(what, "tablet") || !strcmp(what, "all")) { rc |= bench_tablet(&env); any = 1; }
+  if (!strcmp(what, "api") || !strcmp(what, "all")) { rc |= bench_api(&env); any = 1; }
   if (!any) { bench_usage(); return 2; }
   return rc ? 1 : 0;
 }
