@@ -61,6 +61,7 @@ enum {
   FS_OP_F_LINK = 1u << 0,  /* internal: the next op in the chain starts only if this one
                               completes whole (set by fs_submit_chain) */
   FS_OP_F_RETRY = 1u << 1, /* internal: HELD for a resubmission of its remainder */
+  FS_OP_F_INLINE = 1u << 2,/* internal (uring): a buffered write done with pwrite at submit */
 };
 
 /* One read, write or sync. Embed it in its owner. */

@@ -1360,6 +1360,48 @@ static void test_fixed_buffers(void **state)
   free(bufs);
 }
 
+/* Buffered write -> fdatasync chains (the log's shape; uring does such writes with pwrite at
+   submit, DESIGN.md §6): the sync runs after the write and sees its bytes; a failed write
+   cancels the sync as IOSQE_IO_LINK would. */
+static void test_buffered_write_chain(void **state)
+{
+  (void)state;
+  struct fs_ctx *ctx = ctx_new();
+  const char *dir = tutil_tmpdir("fs_bufchain");
+  char p[4096];
+  struct fs_file *f = open_ok(ctx, file_in(p, sizeof p, dir, "w"), FS_O_CREATE);
+  uint8_t *b = tutil_abuf(4 * BLK), *r = tutil_abuf(4 * BLK);
+  for (int it = 0; it < 50; it++) {
+    struct fs_op w, s;
+    tutil_pat_fill(b, 3 * BLK + 100, 500 + (uint64_t)it);
+    fs_op_prep_write(&w, f, b, 3 * BLK + 100, (uint64_t)it * 777);
+    fs_op_prep_sync(&s, f, 0);
+    struct fs_op *ch[2] = {&w, &s};
+    assert_int_equal(fs_submit_chain(ctx, ch, 2), JDB_OK);
+    assert_int_equal(fs_wait(ctx, &s), JDB_OK);
+    assert_int_equal(fs_wait(ctx, &w), JDB_OK);
+    assert_int_equal(w.result, 3 * BLK + 100);
+    assert_int_equal(fs_read(ctx, f, r, 3 * BLK + 100, (uint64_t)it * 777, NULL), JDB_OK);
+    assert_true(tutil_pat_check(r, 3 * BLK + 100, 500 + (uint64_t)it));
+  }
+  /* A write past the largest file size fails (EFBIG), the linked sync is cancelled. */
+  struct fs_op w, s;
+  fs_op_prep_write(&w, f, b, BLK, 1ull << 50);
+  fs_op_prep_sync(&s, f, 0);
+  struct fs_op *ch[2] = {&w, &s};
+  assert_int_equal(fs_submit_chain(ctx, ch, 2), JDB_OK);
+  assert_int_not_equal(fs_wait(ctx, &w), JDB_OK);
+  assert_true(w.result == -EFBIG || w.result == -EINVAL);
+  assert_int_not_equal(fs_wait(ctx, &s), JDB_OK);
+  assert_int_equal(s.result, -ECANCELED);
+  assert_int_equal(fs_inflight(ctx), 0);
+  assert_int_equal(fs_file_close(ctx, f), JDB_OK);
+  free(b);
+  free(r);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -1391,6 +1433,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_callback_resubmits),
     cmocka_unit_test(test_chains),
     cmocka_unit_test(test_chain_head_freed),
+    cmocka_unit_test(test_buffered_write_chain),
     cmocka_unit_test(test_small_ring),
     cmocka_unit_test(test_helpers_and_sizes),
     cmocka_unit_test(test_dirops),
