@@ -9,10 +9,9 @@
  *
  * Options. jdb_options_t is versioned by struct_size: a caller built against an older header
  * passes a smaller struct and keeps the defaults of the fields it never heard of. cache_bytes is
- * for the whole instance; the runtime's per-shard budget is cache_bytes / 4 KiB / shards frames
- * (at least 64). The shard count of an existing directory is the number of its shard-NNN
- * directories (the MANIFEST says the same; the count is only needed for this division), of a new
- * one opts.shards or the online CPUs, as the runtime decides.
+ * for the whole instance; the runtime divides it: cache_bytes / 4 KiB / shards frames per shard
+ * (at least 64), once the MANIFEST (or, for a new instance, opts.shards or the online CPUs) has
+ * given the shard count.
  *
  * Closing (capi_int.h): snapshots and iterators are capi objects; jdb_close closes the gate,
  * waits for the calls inside it, releases on their shards the objects callers left open, marks
@@ -29,7 +28,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,33 +165,12 @@ static int capi_opts_read(const jdb_options_t *in, jdb_options_t *o)
   return JDB_OK;
 }
 
-/* The shard count the runtime will use at path: that of the existing directory (its shard-NNN
-   directories), else opts.shards, else one per online CPU. */
-static uint32_t capi_shards_at(const char *path, uint32_t asked)
+/* The runtime's options; the runtime divides the cache between the shards (their count is
+   known only once it has read the MANIFEST). */
+static int capi_rt_opts(const jdb_options_t *o, struct rt_opts *ro)
 {
-  uint32_t n = 0;
-  for (; n < JDB_SHARDS_MAX; n++) {
-    char p[4096];
-    struct stat st;
-    if ((size_t)snprintf(p, sizeof p, "%s/shard-%03u", path, n) >= sizeof p ||
-        stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-      break;
-  }
-  if (n)
-    return n;
-  if (asked)
-    return asked;
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  return cpus < 1 ? 1u : cpus > (long)JDB_SHARDS_MAX ? JDB_SHARDS_MAX : (uint32_t)cpus;
-}
-
-/* The runtime's options; the cache is divided between `shards`. */
-static int capi_rt_opts(const jdb_options_t *o, uint32_t shards, struct rt_opts *ro)
-{
-  uint64_t frames = o->cache_bytes / CAPI_PAGE / shards;
-  if (frames < CAPI_FRAMES_MIN)
-    frames = CAPI_FRAMES_MIN;
-  if (frames > CAPI_FRAMES_MAX)
+  uint64_t frames = o->cache_bytes / CAPI_PAGE;
+  if (frames > (uint64_t)CAPI_FRAMES_MAX * JDB_SHARDS_MAX)
     return JDB_EINVAL;
   int create = o->create_if_missing && !o->read_only;
   *ro = (struct rt_opts){
@@ -205,7 +182,8 @@ static int capi_rt_opts(const jdb_options_t *o, uint32_t shards, struct rt_opts 
                                                   : FS_BACKEND_AUTO,
     .direct_strict = o->direct_io == JDB_DIRECT_ON,
     .read_only = o->read_only != 0,
-    .tab = {.memtable_bytes = o->memtable_bytes, .cache_frames = (uint32_t)frames,
+    .cache_frames_total = frames,
+    .tab = {.memtable_bytes = o->memtable_bytes, .cache_frames = CAPI_FRAMES_MIN,
             .inline_max = o->inline_value_max, .history_seconds = o->history_seconds,
             .create_if_missing = create, .pages_buffered = o->direct_io == JDB_DIRECT_OFF,
             .read_only = o->read_only != 0},
@@ -221,12 +199,9 @@ JDB_API int jdb_open(const char *path, const jdb_options_t *opts, jdb_t **out)
     return JDB_EINVAL;
   jdb_options_t o;
   struct rt_opts ro;
-  uint32_t shards = 0;
   int rc = capi_opts_read(opts, &o);
-  if (rc == JDB_OK) {
-    shards = capi_shards_at(path, o.shards);
-    rc = capi_rt_opts(&o, shards, &ro);
-  }
+  if (rc == JDB_OK)
+    rc = capi_rt_opts(&o, &ro);
   if (rc)
     return rc;
   struct jdb_db *db = mem_calloc(1, sizeof *db);
@@ -246,9 +221,6 @@ JDB_API int jdb_open(const char *path, const jdb_options_t *opts, jdb_t **out)
     return rc;
   }
   db->shards = rt_shards(db->rt);
-  if (db->shards != shards)   /* a directory whose creation was cut short: only sizes differ */
-    LOG_INFO("jdb_open %s: cache divided between %u shards, the instance has %u", path, shards,
-             db->shards);
   *out = db;
   return JDB_OK;
 }

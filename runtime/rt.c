@@ -434,6 +434,10 @@ int rt_open(const char *path, const struct rt_opts *opts, struct rt **out)
     close(fd);
   }
   rt->tab = opts->tab;
+  if (opts->cache_frames_total) {
+    uint64_t f = opts->cache_frames_total / rt->nshards;
+    rt->tab.cache_frames = f < 64 ? 64u : f > UINT32_MAX ? UINT32_MAX : (uint32_t)f;
+  }
   rt->tab.create_if_missing = created || (opts->create_if_missing && !opts->read_only);
   rc = rt_shards_start(rt, opts->pin_cores);
   if (rc)

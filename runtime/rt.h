@@ -53,6 +53,9 @@ struct rt_opts {
   struct tab_opts tab;      /* per shard (cache_frames is per shard: the caller divides); its
                                create_if_missing is set by the runtime: 1 when the instance was
                                created by this open, else create_if_missing && !read_only */
+  uint64_t cache_frames_total; /* when > 0: the whole instance's page cache, divided by the
+                               runtime between the shards once their count is known (at least
+                               64 frames each), replacing tab.cache_frames */
   int read_only;            /* 1: create nothing (no directory, LOCK or MANIFEST), take LOCK
                                shared (several read-only opens may share the directory, a writer
                                excludes them); the tablets' own read-only mode is in tab */

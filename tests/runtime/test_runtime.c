@@ -972,6 +972,40 @@ static void test_stats(void **state)
   tutil_rmrf(p);
 }
 
+static int frames_fn(struct tab *tab, void *arg)
+{
+  struct tab_io_stats io;
+  int rc = tab_io_stats_get(tab, &io);
+  ((uint64_t *)arg)[rt_self_shard()] = io.cache_frames;
+  return rc;
+}
+
+/* cache_frames_total is divided by the shard count the MANIFEST decides, not the one asked. */
+static void test_cache_division(void **state)
+{
+  (void)state;
+  char p[4096];
+  db_path(p, sizeof p, "rt_cache");
+  struct rt *rt = open_ok(p, 2);
+  assert_int_equal(rt_close(rt), JDB_OK);
+  struct rt_opts o = opts_make(4);
+  o.cache_frames_total = 3000;
+  rt = NULL;
+  assert_int_equal(rt_open(p, &o, &rt), JDB_OK);
+  uint64_t frames[2] = {0, 0};
+  for (uint32_t i = 0; i < 2; i++)
+    assert_int_equal(rt_call(rt, i, frames_fn, frames), JDB_OK);
+  assert_int_equal(frames[0], 1500);
+  assert_int_equal(frames[1], 1500);
+  assert_int_equal(rt_close(rt), JDB_OK);
+  o.cache_frames_total = 10;          /* below the floor: 64 each */
+  assert_int_equal(rt_open(p, &o, &rt), JDB_OK);
+  assert_int_equal(rt_call(rt, 1, frames_fn, frames), JDB_OK);
+  assert_int_equal(frames[1], 64);
+  assert_int_equal(rt_close(rt), JDB_OK);
+  tutil_rmrf(p);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -979,6 +1013,7 @@ int main(int argc, char **argv)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_open_create_reopen),
     cmocka_unit_test(test_notfound),
+    cmocka_unit_test(test_cache_division),
     cmocka_unit_test(test_busy),
     cmocka_unit_test(test_manifest_damage),
     cmocka_unit_test(test_calls_route),
