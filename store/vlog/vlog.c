@@ -45,7 +45,8 @@
  *   1. walk S from its SEG record to its END record, every record verified; for each out-of-line
  *      value (BATCH ops, entries of earlier MOVE records) ask live(); pack the live ones into
  *      MOVE records (wal_append_record). vlog_gc_replay_cap() reports the first one's position.
- *   2. wal_sync: the MOVE records are durable.
+ *   2. wal_sync: the MOVE records are durable, and so is every write that made a value of S dead
+ *      (done even when nothing is moved: a replaced value is dead only once its replacement is).
  *   3. moved() for each: the caller points its index at the new reference.
  *   4. vlog_segment_drop(S).
  *   S lies before the durable checkpoint's replay position, so the checkpoint's index may point
@@ -1028,11 +1029,12 @@ static int vlog_gc_commit(struct vlog_gc_run *g, uint32_t seg)
   int rc = vlog_gc_move_flush(v);
   if (rc)
     return rc;
-  if (v->npend) {
-    rc = wal_sync(v->w);
-    if (rc)
-      return rc;
-  }
+  /* Always, even with nothing to move: a value the index no longer names may have been
+     replaced by a write that is only handed to the kernel; until that write is durable, a power
+     loss brings the old version back, and it points into seg. */
+  rc = wal_sync(v->w);
+  if (rc)
+    return rc;
   for (size_t i = 0; i < v->npend; i++) {
     const struct vlog_pending *pe = &v->pend[i];
     JDB_ASSERT(pe->new_pos != 0);

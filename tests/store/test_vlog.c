@@ -972,6 +972,35 @@ static void test_gc_all_dead(void **state)
   env_fini(&e);
 }
 
+/* A segment made dead by writes that are not durable yet: GC must make them durable before it
+   drops the segment, or a power loss brings the old versions back pointing into it. */
+static void test_gc_dead_by_unsynced_writes(void **state)
+{
+  (void)state;
+  struct env e;
+  env_init(&e, "vlog-dead-unsynced", 0, 0);
+  env_open(&e, 0, NULL);
+  uint32_t nk = 0;
+  while (LOG_POS_SEG(wal_append_pos(e.w)) < 3)
+    env_put(&e, nk++, 3000);
+  assert_int_equal(wal_sync(e.w), JDB_OK);
+  uint64_t rp = wal_append_pos(e.w);
+  for (uint32_t i = 0; i < nk; i++)
+    if (LOG_POS_SEG(e.m->k[i].ref.pos) == 1)
+      env_del(&e, i);
+  assert_int_equal(wal_flush(e.w), JDB_OK);
+  assert_true(wal_durable_pos(e.w) < wal_append_pos(e.w));   /* the deletes: not durable */
+  struct vlog_gc_args a = {.replay_pos = rp, .max_segments = 1, .max_live_bytes = 0,
+                           .live = cb_live, .moved = cb_moved, .ud = e.m};
+  struct vlog_gc_result res;
+  assert_int_equal(vlog_gc(e.v, &a, &res), JDB_OK);
+  assert_int_equal(res.segments_dropped, 1);
+  assert_false(seg_exists(&e, 1));
+  assert_true(wal_durable_pos(e.w) >= wal_append_pos(e.w));  /* made durable before the drop */
+  env_verify(&e, e.m);
+  env_fini(&e);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 /* GC under a simulated power loss at every I/O op of a GC run */
 
@@ -1441,6 +1470,7 @@ int main(void)
       cmocka_unit_test(test_gc_pick_least_live),
       cmocka_unit_test(test_gc_relocate),
       cmocka_unit_test(test_gc_all_dead),
+    cmocka_unit_test(test_gc_dead_by_unsynced_writes),
       cmocka_unit_test(test_gc_crash),
       cmocka_unit_test(test_damaged),
       cmocka_unit_test(test_move_decode),
