@@ -620,12 +620,14 @@ int tab_table_live(const struct tab *t, uint64_t id)
   return t && id >= TAB_ID_FIRST && id < t->next_id && tab_drop_find(t, id) < 0;
 }
 
-int tab_table_list(struct tab *t, const void *start, size_t slen, tab_name_fn fn, void *ud)
+/* Call fn for every entry of a catalog space, in key order from start (NULL: the first), until
+   fn returns non-zero (returned) or the space ends (JDB_OK). */
+typedef int (*tab_space_fn)(void *ud, const void *k, size_t kl, const void *v, size_t vl);
+static int tab_space_each(struct tab *t, uint8_t space, const void *start, size_t slen,
+                          tab_space_fn fn, void *ud)
 {
-  if (!t || !fn || (start && slen > TAB_NAME_MAX))
-    return JDB_EINVAL;
   struct tab_iter *it;
-  int rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_NAME, &it);
+  int rc = tab_iter_open_space(t, NULL, 0, space, &it);
   if (rc)
     return rc;
   rc = start && slen ? tab_iter_seek(it, start, (uint32_t)slen) : tab_iter_first(it);
@@ -634,19 +636,34 @@ int tab_table_list(struct tab *t, const void *start, size_t slen, tab_name_fn fn
     size_t kl, vl;
     tab_iter_key(it, &k, &kl);
     rc = tab_iter_value(it, &v, &vl);
-    if (rc)
-      break;
-    if (vl != TAB_META_LEN || ((const uint8_t *)v)[0] != 1) {
-      rc = JDB_CORRUPT("catalog entry of a table", kl);
-      break;
-    }
-    rc = fn(ud, k, kl, le64_get((const uint8_t *)v + 1));
-    if (rc)
-      break;
-    rc = tab_iter_next(it);
+    if (rc == JDB_OK)
+      rc = fn(ud, k, kl, v, vl);
+    if (rc == JDB_OK)
+      rc = tab_iter_next(it);
   }
   tab_iter_close(it);
   return rc == JDB_NOTFOUND ? JDB_OK : rc;
+}
+
+struct tab_list_ctx {
+  tab_name_fn fn;
+  void *ud;
+};
+
+static int tab_list_one(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+  struct tab_list_ctx *c = ud;
+  if (vl != TAB_META_LEN || ((const uint8_t *)v)[0] != 1)
+    return JDB_CORRUPT("catalog entry of a table", kl);
+  return c->fn(c->ud, k, kl, le64_get((const uint8_t *)v + 1));
+}
+
+int tab_table_list(struct tab *t, const void *start, size_t slen, tab_name_fn fn, void *ud)
+{
+  if (!t || !fn || (start && slen > TAB_NAME_MAX))
+    return JDB_EINVAL;
+  struct tab_list_ctx c = {fn, ud};
+  return tab_space_each(t, TAB_SPACE_NAME, start, slen, tab_list_one, &c);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -726,27 +743,43 @@ static int tab_replay_rec(void *ud, const struct wal_rec *rec)
 }
 
 /* Every id in a catalog space of ids (DEAD or DROPQ) into the drop list. */
+struct tab_drops_ctx {
+  struct tab *t;
+  int pending;
+};
+
+static int tab_drop_load_one(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+  struct tab_drops_ctx *c = ud;
+  if (kl != 8)
+    return JDB_CORRUPT("catalog drop entry", kl);
+  return tab_drop_add(c->t, be64_get(k), c->pending);
+}
+
 static int tab_drops_load(struct tab *t, uint8_t space, int pending)
 {
-  struct tab_iter *it;
-  int rc = tab_iter_open_space(t, NULL, 0, space, &it);
-  if (rc)
-    return rc;
-  rc = tab_iter_first(it);
-  while (rc == JDB_OK) {
-    const void *k;
-    size_t kl;
-    tab_iter_key(it, &k, &kl);
-    if (kl != 8) {
-      rc = JDB_CORRUPT("catalog drop entry", kl);
-      break;
-    }
-    rc = tab_drop_add(t, be64_get(k), pending);
-    if (rc == JDB_OK)
-      rc = tab_iter_next(it);
+  struct tab_drops_ctx c = {t, pending};
+  return tab_space_each(t, space, NULL, 0, tab_drop_load_one, &c);
+}
+
+/* One ACCT entry: segment (4 bytes, big-endian) -> values, bytes (u64 LE each). */
+static int tab_acct_load_one(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+  struct tab *t = ud;
+  if (kl != 4 || vl != 16)
+    return JDB_CORRUPT("catalog log accounting entry", kl);
+  const uint8_t *kb = k;
+  uint32_t seg = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 | (uint32_t)kb[2] << 8 | kb[3];
+  uint64_t values = le64_get(v), bytes = le64_get((const uint8_t *)v + 8);
+  struct tab_acct *a = values ? tab_acct_find(t, seg, 1) : NULL;
+  if (values && !a)
+    return JDB_ENOMEM;
+  if (a) {
+    a->values = values;
+    a->bytes = bytes;
   }
-  tab_iter_close(it);
-  return rc == JDB_NOTFOUND ? JDB_OK : rc;
+  int rc = vlog_account_load(t->vlog, seg, values, bytes);
+  return rc == JDB_EINVAL ? JDB_CORRUPT("catalog log accounting entry", seg) : rc;
 }
 
 /* After replay: the counts of out-of-line values the tree references, per log segment, come
@@ -754,43 +787,10 @@ static int tab_drops_load(struct tab *t, uint8_t space, int pending)
    applied); the id counter and the pending drops come from the catalog too. */
 static int tab_recover_state(struct tab *t)
 {
-  struct tab_iter *it;
-  int rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_ACCT, &it);
+  int rc = tab_space_each(t, TAB_SPACE_ACCT, NULL, 0, tab_acct_load_one, t);
   if (rc)
     return rc;
-  rc = tab_iter_first(it);
-  while (rc == JDB_OK) {
-    const void *k, *v;
-    size_t kl, vl;
-    tab_iter_key(it, &k, &kl);
-    rc = tab_iter_value(it, &v, &vl);
-    if (rc)
-      break;
-    if (kl != 4 || vl != 16) {
-      rc = JDB_CORRUPT("catalog log accounting entry", kl);
-      break;
-    }
-    const uint8_t *kb = k;
-    uint32_t seg = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 | (uint32_t)kb[2] << 8 | kb[3];
-    uint64_t values = le64_get(v), bytes = le64_get((const uint8_t *)v + 8);
-    struct tab_acct *a = values ? tab_acct_find(t, seg, 1) : NULL;
-    if (values && !a) {
-      rc = JDB_ENOMEM;
-      break;
-    }
-    if (a) {
-      a->values = values;
-      a->bytes = bytes;
-    }
-    rc = vlog_account_load(t->vlog, seg, values, bytes);
-    if (rc == JDB_EINVAL)
-      rc = JDB_CORRUPT("catalog log accounting entry", seg);
-    if (rc == JDB_OK)
-      rc = tab_iter_next(it);
-  }
-  tab_iter_close(it);
-  if (rc != JDB_NOTFOUND)
-    return rc;
+  struct tab_iter *it;
   rc = tab_iter_open_space(t, NULL, 0, TAB_SPACE_IDS, &it);
   if (rc)
     return rc;
