@@ -100,7 +100,7 @@ static double bm_build(const struct bm_set *s, struct mt **out)
 {
   struct mt *m = NULL;
   *out = NULL;
-  int rc = mt_create(0, &m);
+  int rc = mt_create(0, 0, &m);
   if (rc) {
     bench_note("memtable: mt_create: %s", jdb_strerror(rc));
     return -1;

@@ -8,7 +8,7 @@
  * (position + length: the value itself stays in the log) or a tombstone.
  *
  * Structure: a skiplist with a back link on the bottom level, so stepping backwards costs what
- * stepping forwards does. Nodes (key and inline value bytes included) are carved from an arena
+ * stepping forwards does, and a hash index of each key's newest version for point reads. Nodes (key and inline value bytes included) are carved from an arena
  * of large chunks and never freed one by one: everything goes at mt_destroy. Nothing is ever
  * removed; an entry with the same key and seq as an existing one is refused (the engine gives
  * every write a new seq).
@@ -39,9 +39,11 @@ struct mt_ent {
 
 struct mt;
 
-/* chunk_bytes: arena chunk size (0 = 1 MiB; 64 KiB .. 1 GiB, rounded down to 16). JDB_OK,
-   JDB_EINVAL, JDB_ENOMEM. */
-int mt_create(size_t chunk_bytes, struct mt **out);
+/* chunk_bytes: arena chunk size (0 = 1 MiB; 64 KiB .. 1 GiB, rounded down to 16). slots: hash
+   index slots for point reads (0 = chunk_bytes / 64; rounded down to a power of two, at most
+   2^26), fixed for the memtable's life: about one per expected key keeps mt_get at a node or
+   two. JDB_OK, JDB_EINVAL, JDB_ENOMEM. */
+int mt_create(size_t chunk_bytes, size_t slots, struct mt **out);
 void mt_destroy(struct mt *m);   /* NULL is a no-op */
 
 /* Add one entry (copies key and inline value). JDB_OK, JDB_EINVAL (klen 0 or above 1152, bad
@@ -50,13 +52,24 @@ void mt_destroy(struct mt *m);   /* NULL is a no-op */
 int mt_put(struct mt *m, const void *key, uint32_t klen, uint64_t seq, uint8_t kind,
            const void *val, uint32_t vlen, uint64_t vpos);
 
-/* Newest entry of key with seq <= snap_seq (a tombstone is returned as an entry). JDB_OK,
+/* Newest entry of key with seq <= snap_seq (a tombstone is returned as an entry), found through
+   the hash index, not a search. JDB_OK,
    JDB_NOTFOUND, JDB_EINVAL (NULL argument, klen 0 or above 1152; *out zeroed). out->key points
    into the memtable. */
 int mt_get(const struct mt *m, const void *key, uint32_t klen, uint64_t snap_seq,
            struct mt_ent *out);
 
-/* Bytes of memory held (arena chunks + the head), entries, and the highest seq added. */
+/* Point reads of a group of keys (tab_get_many): the hash of each key (the same for every
+   memtable), then mt_prefetch of each key's hash slot (stage 0) and, once all of those were
+   issued, of the node the slot holds (stage 1), so that the group's cache misses overlap;
+   mt_get_hashed is mt_get given the hash (same results and errors). */
+uint64_t mt_key_hash(const void *key, uint32_t klen);
+void mt_prefetch(const struct mt *m, uint64_t hash, int stage);
+int mt_get_hashed(const struct mt *m, const void *key, uint32_t klen, uint64_t hash,
+                  uint64_t snap_seq, struct mt_ent *out);
+
+/* Bytes of memory held (arena chunks, the hash index, the head), entries, and the highest seq
+   added. */
 size_t mt_bytes(const struct mt *m);
 uint64_t mt_count(const struct mt *m);
 uint64_t mt_seq_max(const struct mt *m);

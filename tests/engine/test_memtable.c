@@ -275,15 +275,23 @@ static void test_create_args(void **state)
 {
   (void)state;
   struct mt *m = (struct mt *)&g_scale;
-  assert_int_equal(mt_create(0, NULL), JDB_EINVAL);
-  assert_int_equal(mt_create((64u << 10) - 1, &m), JDB_EINVAL);
+  assert_int_equal(mt_create(0, 0, NULL), JDB_EINVAL);
+  assert_int_equal(mt_create((64u << 10) - 1, 0, &m), JDB_EINVAL);
   assert_null(m);
-  assert_int_equal(mt_create((size_t)1 << 31, &m), JDB_EINVAL);
-  assert_int_equal(mt_create(64u << 10, &m), JDB_OK);
-  assert_true(mt_bytes(m) >= (64u << 10));
-  assert_true(mt_bytes(m) < (64u << 10) + 4096);
+  assert_int_equal(mt_create((size_t)1 << 31, 0, &m), JDB_EINVAL);
+  assert_int_equal(mt_create(64u << 10, 16, &m), JDB_OK);
+  assert_true(mt_bytes(m) >= (64u << 10) + 16 * sizeof(void *));
+  assert_true(mt_bytes(m) < (64u << 10) + 16 * sizeof(void *) + 4096);
   mt_destroy(m);
-  assert_int_equal(mt_create(0, &m), JDB_OK);
+  assert_int_equal(mt_create(64u << 10, 1000, &m), JDB_OK);   /* rounded down to 512 slots */
+  assert_true(mt_bytes(m) >= (64u << 10) + 512 * sizeof(void *));
+  assert_true(mt_bytes(m) < (64u << 10) + 512 * sizeof(void *) + 4096);
+  mt_destroy(m);
+  assert_int_equal(mt_create(64u << 10, 0, &m), JDB_OK);   /* chunk / 64 slots */
+  assert_true(mt_bytes(m) >= (64u << 10) + 1024 * sizeof(void *));
+  assert_true(mt_bytes(m) < (64u << 10) + 1024 * sizeof(void *) + 4096);
+  mt_destroy(m);
+  assert_int_equal(mt_create(0, 0, &m), JDB_OK);
   assert_true(mt_bytes(m) >= (1u << 20));
   assert_true(mt_count(m) == 0);
   assert_true(mt_seq_max(m) == 0);
@@ -296,7 +304,7 @@ static void test_empty(void **state)
 {
   (void)state;
   struct mt *m;
-  assert_int_equal(mt_create(0, &m), JDB_OK);
+  assert_int_equal(mt_create(0, 0, &m), JDB_OK);
   struct mt_cursor c;
   struct mt_ent e;
   mt_cursor_init(&c, m);
@@ -319,7 +327,7 @@ static void test_bad_input(void **state)
   memset(big, 0x61, sizeof big);
   memset(val, 0x76, sizeof val);
   struct mt *m;
-  assert_int_equal(mt_create(64u << 10, &m), JDB_OK);
+  assert_int_equal(mt_create(64u << 10, 0, &m), JDB_OK);
   assert_int_equal(mt_put(m, "k", 1, 7, MT_INLINE, "v1", 2, 0), JDB_OK);
   size_t bytes = mt_bytes(m);
 
@@ -417,7 +425,7 @@ static void test_order(void **state)
   };
   size_t n = sizeof in / sizeof in[0];
   struct mt *m;
-  assert_int_equal(mt_create(0, &m), JDB_OK);
+  assert_int_equal(mt_create(0, 0, &m), JDB_OK);
   struct model md = {0};
   for (size_t i = 0; i < n; i++) {
     struct ment e = {.klen = in[i].kl, .seq = in[i].seq, .kind = MT_TOMB};
@@ -433,14 +441,15 @@ static void test_order(void **state)
   mt_destroy(m);
 }
 
-static void test_model_random(void **state)
+/* Random keys (many sharing prefixes) with random, out-of-order seqs against a sorted model:
+   cursors and point reads (the hash index with slots slots) at random snapshots. */
+static void model_random(uint64_t seed, size_t slots, size_t total)
 {
-  (void)state;
   struct tutil_rng r;
-  tutil_rng_init(&r, tutil_seed() ^ 0x3e3);
-  size_t total = scaled(200000), phases = 4;
+  tutil_rng_init(&r, tutil_seed() ^ seed);
+  size_t phases = 4;
   struct mt *m;
-  assert_int_equal(mt_create(0, &m), JDB_OK);
+  assert_int_equal(mt_create(0, slots, &m), JDB_OK);
   struct model md = {0};
   uint64_t ctr = 0;
   static uint8_t vbuf[MT_INLINE_MAX];
@@ -472,6 +481,21 @@ static void test_model_random(void **state)
   mt_destroy(m);
 }
 
+static void test_model_random(void **state)
+{
+  (void)state;
+  model_random(0x3e3, 0, scaled(200000));
+}
+
+/* The same with every key in one or two hash chains: chain walks, replacement of a key's node in
+   the middle of a chain, versions older than the indexed one. */
+static void test_model_collisions(void **state)
+{
+  (void)state;
+  model_random(0x3e4, 1, scaled(3000));
+  model_random(0x3e5, 2, scaled(3000));
+}
+
 /* A cursor keeps stepping while entries land right before and after it and anywhere else. */
 static void test_cursor_stability(void **state)
 {
@@ -479,7 +503,7 @@ static void test_cursor_stability(void **state)
   struct tutil_rng r;
   tutil_rng_init(&r, tutil_seed() ^ 0x57ab);
   struct mt *m;
-  assert_int_equal(mt_create(64u << 10, &m), JDB_OK);
+  assert_int_equal(mt_create(64u << 10, 0, &m), JDB_OK);
   struct model md = {0};
   uint64_t ctr = 1;
   for (int i = 0; i < 100; i++) {
@@ -623,7 +647,7 @@ static void test_large_chunks(void **state)
   tutil_rng_init(&r, tutil_seed() ^ 0xb16);
   const size_t chunk = 64u << 10;
   struct mt *m;
-  assert_int_equal(mt_create(chunk, &m), JDB_OK);
+  assert_int_equal(mt_create(chunk, 0, &m), JDB_OK);
   size_t base = mt_bytes(m), n = scaled(1500), payload = 0;
   struct big *w = calloc(n, sizeof *w);
   assert_non_null(w);
@@ -678,8 +702,11 @@ static void test_large_chunks(void **state)
 
 /* Allocation failures: create fails cleanly, and a put that needs a new chunk changes nothing. */
 static int g_fail;
+static int g_allow = -1;   /* >= 0: allocations that succeed before they all fail */
 static void *fail_malloc(size_t n)
 {
+  if (g_allow >= 0 && g_allow-- == 0)
+    g_fail = 1;
   return g_fail ? NULL : malloc(n);
 }
 
@@ -690,10 +717,18 @@ static void test_enomem(void **state)
   mem_hooks_set(&h);
   g_fail = 1;
   struct mt *m = (struct mt *)&g_scale;
-  assert_int_equal(mt_create(0, &m), JDB_ENOMEM);
+  assert_int_equal(mt_create(0, 0, &m), JDB_ENOMEM);
   assert_null(m);
+  for (int allow = 1; allow <= 2; allow++) {   /* the index, then the first chunk, fails */
+    g_fail = 0;
+    g_allow = allow;
+    m = (struct mt *)&g_scale;
+    assert_int_equal(mt_create(0, 0, &m), JDB_ENOMEM);
+    assert_null(m);
+  }
+  g_allow = -1;
   g_fail = 0;
-  assert_int_equal(mt_create(64u << 10, &m), JDB_OK);
+  assert_int_equal(mt_create(64u << 10, 0, &m), JDB_OK);
   g_fail = 1;
   static uint8_t v[MT_INLINE_MAX];
   uint8_t k[8];
@@ -742,6 +777,7 @@ int main(void)
     cmocka_unit_test(test_bad_input),
     cmocka_unit_test(test_order),
     cmocka_unit_test(test_model_random),
+    cmocka_unit_test(test_model_collisions),
     cmocka_unit_test(test_cursor_stability),
     cmocka_unit_test(test_large_chunks),
     cmocka_unit_test(test_enomem),
