@@ -138,6 +138,23 @@ int bt_apply(struct bt *t, const struct bt_op *ops, size_t n, struct bt_apply_st
 int bt_get(struct pg *pg, uint64_t root, const void *key, uint32_t klen, uint64_t snap_seq,
            struct bt_ent *out, void *vbuf);
 
+/* Many point lookups in the tree at root, each with bt_get's arguments and results. Lookups
+   whose pages are in memory go down the tree together, a level at a time, in groups of
+   BT_GET_GROUP: each page's frame-table slot, then its search area, is prefetched for the whole
+   group before any page is searched, so the group's cache misses overlap instead of following
+   one another. The others (a page not in memory, anything unusual) then take bt_get, which may
+   park. */
+#define BT_GET_GROUP 16u
+struct bt_get_req {
+  const void *key;
+  uint32_t klen;
+  uint64_t snap;
+  void *vbuf;                /* BT_INLINE_MAX bytes */
+  struct bt_ent out;
+  int rc;                    /* bt_get's result */
+};
+void bt_get_many(struct pg *pg, uint64_t root, struct bt_get_req *r, size_t n);
+
 /* Cursor: holds the root-to-leaf path as page numbers and positions, and pins only the leaf
    (pages of a committed state never change, so an upper page evicted meanwhile is simply read
    again when the cursor climbs). Positioned calls return JDB_OK (entry available through

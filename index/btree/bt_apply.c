@@ -550,6 +550,7 @@ static int bt_pack(struct bt_ax *ax, const struct bt_item *it, size_t m, uint32_
     struct layout_page_hdr h = {.count = (uint16_t)n, .level = (uint8_t)level};
     if (level) {
       h.type = LAYOUT_PAGE_BRANCH;
+      h.aux = bt_br_plen_of(it + s, n);
       bt_br_encode(page, it + s, n);
     } else {
       h.type = LAYOUT_PAGE_LEAF;

@@ -322,29 +322,14 @@ int bt_cursor_prev(struct bt_cursor *c)
   return JDB_OK;
 }
 
-/* The lookup without pins, while every page on the path is resident (nothing can be evicted
-   while the fiber does not yield). Returns 0 when it cannot answer (a page not in memory, a
-   damaged level, or the entry sought starting the next leaf): the caller takes the cursor path,
-   which loads, checks and reports. */
-static int bt_get_peek(struct pg *pg, uint64_t root, const uint8_t *key, uint32_t klen,
-                       uint64_t snap, struct bt_ent *out, void *vbuf, int *rc)
+/* The answer from a resident leaf (bt_get_peek, bt_get_many) whose slot i is the first entry
+   >= (key, snap) (bt_leaf_lower): 0 when it cannot tell (the entry sought may start the next
+   leaf), else 1 with *rc JDB_OK (out filled) or JDB_NOTFOUND. */
+static int bt_peek_leaf_at(const uint8_t *page, uint32_t i, const uint8_t *key, uint32_t klen,
+                           struct bt_ent *out, void *vbuf, int *rc)
 {
-  const uint8_t *page = pg_peek(pg, root);
-  if (!page)
-    return 0;
-  uint32_t level = page[7];
-  while (page[6] == LAYOUT_PAGE_BRANCH) {
-    uint32_t i = bt_br_find(page, key, klen, snap);
-    page = pg_peek(pg, bt_br_child(page, i));
-    if (!page || page[7] != level - 1 || (level == 1) != (page[6] == LAYOUT_PAGE_LEAF))
-      return 0;
-    level--;
-  }
-  if (page[6] != LAYOUT_PAGE_LEAF || level != 0)
-    return 0;
   struct bt_leaf l;
   bt_leaf_init(&l, page);
-  uint32_t i = bt_leaf_lower(&l, key, klen, snap);
   if (i == l.n)
     return 0;
   const uint8_t *sfx;
@@ -368,6 +353,157 @@ static int bt_get_peek(struct pg *pg, uint64_t root, const uint8_t *key, uint32_
   }
   *rc = JDB_OK;
   return 1;
+}
+
+static int bt_peek_leaf(const uint8_t *page, const uint8_t *key, uint32_t klen, uint64_t snap,
+                        struct bt_ent *out, void *vbuf, int *rc)
+{
+  struct bt_leaf l;
+  bt_leaf_init(&l, page);
+  return bt_peek_leaf_at(page, bt_leaf_lower(&l, key, klen, snap), key, klen, out, vbuf, rc);
+}
+
+/* A peeked page's type and level as its parent says (level: the parent's minus one; ~0u for the
+   root, which may be anything a tree page may be). */
+static int bt_peek_fits(const uint8_t *page, uint32_t level)
+{
+  if (level == ~0u)
+    return page[6] == LAYOUT_PAGE_LEAF ? page[7] == 0 : page[6] == LAYOUT_PAGE_BRANCH;
+  return page[7] == level && (level == 0) == (page[6] == LAYOUT_PAGE_LEAF);
+}
+
+/* The lookup without pins, while every page on the path is resident (nothing can be evicted
+   while the fiber does not yield). Returns 0 when it cannot answer (a page not in memory, a
+   damaged level, or the entry sought starting the next leaf): the caller takes the cursor path,
+   which loads, checks and reports. */
+static int bt_get_peek(struct pg *pg, uint64_t root, const uint8_t *key, uint32_t klen,
+                       uint64_t snap, struct bt_ent *out, void *vbuf, int *rc)
+{
+  const uint8_t *page = pg_peek(pg, root);
+  if (!page || !bt_peek_fits(page, ~0u))
+    return 0;
+  while (page[6] == LAYOUT_PAGE_BRANCH) {
+    uint32_t level = page[7];
+    uint32_t i = bt_br_find(page, key, klen, snap);
+    page = pg_peek(pg, bt_br_child(page, i));
+    if (!page || !bt_peek_fits(page, level - 1))
+      return 0;
+  }
+  return bt_peek_leaf(page, key, klen, snap, out, vbuf, rc);
+}
+
+/* Prefetch the lines a search of page reads first, once its header line is in the cache: the
+   slots the first two rounds of the binary search compare (the middle, then a quarter either
+   side) and, in a branch with a common prefix, separator 1 (bt_br_find compares the key's
+   prefix with it). Loading the whole slot array instead would queue up to 16 lines per page for
+   a group of 16 lookups, more than the core keeps in flight. */
+static void bt_prefetch_search(const uint8_t *page)
+{
+  uint32_t n = le16_get(page + 8);
+  const uint8_t *slots;
+  if (page[6] == LAYOUT_PAGE_BRANCH) {
+    if (n < 2)
+      return;
+    n--;
+    slots = page + BT_BR_BASE;
+    if (bt_br_plen(page))
+      __builtin_prefetch(page + le16_get(slots));
+  } else {
+    slots = page + BT_LEAF_BASE + le16_get(page + BT_HDR);
+  }
+  if ((size_t)(slots - page) + (size_t)BT_LSLOT * n > BT_PAGE)
+    return;   /* a bad count: the search path checks nothing, it cannot be reached */
+  __builtin_prefetch(slots + BT_LSLOT * (n / 2));
+  __builtin_prefetch(slots + BT_LSLOT * (n / 4));
+  __builtin_prefetch(slots + BT_LSLOT * (3 * n / 4));
+}
+
+static void bt_get_group(struct pg *pg, uint64_t root, struct bt_get_req *r, size_t n)
+{
+  uint64_t pgno[BT_GET_GROUP];
+  const uint8_t *page[BT_GET_GROUP];
+  uint8_t state[BT_GET_GROUP];   /* 1: going down; 0: answered; 2: for bt_get */
+  uint32_t slot[BT_GET_GROUP];   /* in a leaf: the first entry >= the key */
+  size_t live = 0;
+  for (size_t i = 0; i < n; i++) {
+    r[i].rc = JDB_EINVAL;
+    state[i] = 0;
+    if (!r[i].key || r[i].klen == 0 || r[i].klen > BT_KEY_MAX)
+      continue;
+    r[i].rc = JDB_NOTFOUND;
+    if (!root)
+      continue;
+    pgno[i] = root;
+    state[i] = 1;
+    live++;
+  }
+  uint32_t level = ~0u;   /* the level the pages peeked next must have (~0u: the root's) */
+  while (live) {
+    for (size_t i = 0; i < n; i++)
+      if (state[i] == 1)
+        pg_peek_prefetch(pg, pgno[i]);
+    for (size_t i = 0; i < n; i++) {
+      if (state[i] != 1)
+        continue;
+      page[i] = pg_peek(pg, pgno[i]);
+      if (!page[i]) {
+        state[i] = 2;
+        live--;
+        continue;
+      }
+      __builtin_prefetch(page[i]);   /* the header line */
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (state[i] != 1)
+        continue;
+      if (!bt_peek_fits(page[i], level)) {
+        state[i] = 2;
+        live--;
+        continue;
+      }
+      bt_prefetch_search(page[i]);
+    }
+    uint32_t next = ~0u;
+    int leaves = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (state[i] != 1)
+        continue;
+      const uint8_t *pgd = page[i];
+      if (level == ~0u && next == ~0u)
+        next = pgd[7];   /* all lookups share the root */
+      if (pgd[6] == LAYOUT_PAGE_BRANCH) {
+        pgno[i] = bt_br_child(pgd, bt_br_find(pgd, r[i].key, r[i].klen, r[i].snap));
+        continue;
+      }
+      /* a leaf: find the slot now, read the entry once all of the group's are on their way */
+      struct bt_leaf l;
+      bt_leaf_init(&l, pgd);
+      slot[i] = bt_leaf_lower(&l, r[i].key, r[i].klen, r[i].snap);
+      if (slot[i] < l.n)
+        __builtin_prefetch(bt_leaf_ent(&l, slot[i]));
+      leaves = 1;
+    }
+    for (size_t i = 0; leaves && i < n; i++) {
+      if (state[i] != 1)
+        continue;
+      state[i] = bt_peek_leaf_at(page[i], slot[i], r[i].key, r[i].klen, &r[i].out, r[i].vbuf,
+                                 &r[i].rc)
+                     ? 0
+                     : 2;
+      live--;
+    }
+    level = (level == ~0u ? next : level) - 1;
+  }
+  /* the peeks are over: from here lookups may park and pages may go */
+  for (size_t i = 0; i < n; i++)
+    if (state[i] == 2)
+      r[i].rc = bt_get(pg, root, r[i].key, r[i].klen, r[i].snap, &r[i].out, r[i].vbuf);
+}
+
+void bt_get_many(struct pg *pg, uint64_t root, struct bt_get_req *r, size_t n)
+{
+  for (size_t g = 0; g < n; g += BT_GET_GROUP)
+    bt_get_group(pg, root, r + g, n - g < BT_GET_GROUP ? n - g : BT_GET_GROUP);
 }
 
 int bt_get(struct pg *pg, uint64_t root, const void *key, uint32_t klen, uint64_t snap_seq,

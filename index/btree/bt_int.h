@@ -14,10 +14,12 @@
  *                   kind   u8: BT_INLINE, BT_VREF, BT_TOMB
  *                   INLINE: vlen' (1 or 2 bytes) and vlen bytes; VREF: u64 pos, u32 len (>= 1)
  *   rest zero.
- * Branch body (type BRANCH, level 1..32, count = n children >= 1):
+ * Branch body (type BRANCH, level 1..32, count = n children >= 1, header aux = P: the length
+ * of the common prefix of separators 1 and n-1, so of all of them):
  *   32            u64 child[0]
  *   40            slot[n-1], 6 bytes each, in key order: u16 page offset of separator i
- *                 (1..n-1), then the head of its key (as leaf slots)
+ *                 (1..n-1), then the head of its key's bytes after the first P (as leaf slots:
+ *                 composite keys share their table id, so heads of whole keys would all tie)
  *   40+6(n-1)     separators back to back in slot order:
  *                   klen'  (key length << 1 | has_seq), 1 or 2 bytes
  *                   key    1..BT_KEY_MAX bytes
@@ -209,6 +211,11 @@ static inline uint64_t bt_br_child0(const uint8_t *page)
 {
   return le64_get(page + BT_HDR);
 }
+/* P: the separators' common prefix length, kept in the page header's aux field. */
+static inline uint32_t bt_br_plen(const uint8_t *page)
+{
+  return le32_get(page + 12);
+}
 /* Separator i (1..n-1): key, seq (UINT64_MAX when absent), child. */
 void bt_br_sep(const uint8_t *page, uint32_t i, const uint8_t **key, uint32_t *klen,
                uint64_t *seq, uint64_t *child);
@@ -229,6 +236,8 @@ uint32_t bt_page_used(const uint8_t *page);
 const uint8_t *bt_leaf_end(const struct bt_leaf *l);
 /* Branch: it[0].v64 becomes child[0] (its key is the page's lower bound, not stored). */
 uint32_t bt_br_body_size(const struct bt_item *it, uint32_t n);
+/* The header aux (P) a branch of these items needs: set it with the other header fields. */
+uint32_t bt_br_plen_of(const struct bt_item *it, uint32_t n);
 void bt_br_encode(uint8_t *page, const struct bt_item *it, uint32_t n);
 
 /* Structure checks of a page body (the verifier's core), also used by bt_check. */

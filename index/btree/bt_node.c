@@ -283,9 +283,25 @@ uint64_t bt_br_child(const uint8_t *page, uint32_t i)
 
 uint32_t bt_br_find(const uint8_t *page, const uint8_t *key, uint32_t klen, uint64_t seq)
 {
-  /* separators 1..n-1; find the last one <= (key, seq) */
-  uint32_t th = bt_head(key, klen);
-  uint32_t lo = 1, hi = bt_br_n(page);
+  /* separators 1..n-1; find the last one <= (key, seq). Every separator starts with the same
+     P bytes (the header's aux): a key differing there is before or after all of them, else the
+     heads of the bytes after P order it as the keys do */
+  uint32_t n = bt_br_n(page);
+  uint32_t p = bt_br_plen(page);
+  if (p) {
+    const uint8_t *k1;
+    uint32_t kl1;
+    uint64_t s1;
+    bt_br_sep_at(page + le16_get(page + BT_BR_BASE), &k1, &kl1, &s1);
+    uint32_t m = klen < p ? klen : p;
+    int c = memcmp(key, k1, m);
+    if (c < 0 || (c == 0 && klen < p))
+      return 0;
+    if (c > 0)
+      return n - 1;
+  }
+  uint32_t th = bt_head(key + p, klen - p);
+  uint32_t lo = 1, hi = n;
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo) / 2;
     const uint8_t *slot = page + BT_BR_BASE + BT_LSLOT * (mid - 1);
@@ -318,15 +334,21 @@ uint32_t bt_br_body_size(const struct bt_item *it, uint32_t n)
   return s;
 }
 
+uint32_t bt_br_plen_of(const struct bt_item *it, uint32_t n)
+{
+  return n >= 2 ? bt_lcp(it[1].key, it[1].klen, it[n - 1].key, it[n - 1].klen) : 0;
+}
+
 void bt_br_encode(uint8_t *page, const struct bt_item *it, uint32_t n)
 {
   JDB_ASSERT(n >= 1);
+  uint32_t p = bt_br_plen_of(it, n);
   le64_put(page + BT_HDR, it[0].v64);
   uint8_t *slot = page + BT_BR_BASE;
   uint8_t *e = slot + BT_LSLOT * (n - 1);
   for (uint32_t i = 1; i < n; i++) {
     le16_put(slot + BT_LSLOT * (i - 1), (uint16_t)(e - page));
-    bt_head_put(slot + BT_LSLOT * (i - 1) + 2u, bt_head(it[i].key, it[i].klen));
+    bt_head_put(slot + BT_LSLOT * (i - 1) + 2u, bt_head(it[i].key + p, it[i].klen - p));
     int has_seq = it[i].seq != UINT64_MAX;
     e = bt_vlen_put(e, it[i].klen << 1 | (uint32_t)has_seq);
     memcpy(e, it[i].key, it[i].klen);
@@ -351,9 +373,14 @@ int bt_br_verify(const uint8_t *page, size_t size, uint64_t pgno)
     return JDB_CORRUPT("branch child is a superblock slot", pgno);
   const uint8_t *slot = page + BT_BR_BASE;
   const uint8_t *want = slot + BT_LSLOT * (n - 1);
-  const uint8_t *pk = NULL;
-  uint32_t pl = 0;
+  const uint8_t *pk = NULL, *k1 = NULL;
+  uint32_t pl = 0, kl1 = 0;
   uint64_t ps = 0;
+  /* the heads are taken after the aux prefix length; checked against the keys at the end (a
+     head past a key's end reads nothing: bt_head stops at the length) */
+  uint32_t p = bt_br_plen(page);
+  if (p > BT_KEY_MAX)
+    return JDB_CORRUPT("branch prefix length out of range", pgno);
   for (uint32_t i = 1; i < n; i++) {
     if (page + le16_get(slot + BT_LSLOT * (i - 1)) != want)
       return JDB_CORRUPT("branch slot does not point at the next separator", pgno);
@@ -364,8 +391,14 @@ int bt_br_verify(const uint8_t *page, size_t size, uint64_t pgno)
     if (!q || kl == 0 || kl > BT_KEY_MAX || need > (uint32_t)(end - q))
       return JDB_CORRUPT("branch separator out of the page or of bad length", pgno);
     const uint8_t *k = q;
-    if (bt_be32_get(slot + BT_LSLOT * (i - 1) + 2u) != bt_head(k, kl))
+    if (kl < p)
+      return JDB_CORRUPT("branch separator shorter than the page's prefix", pgno);
+    if (bt_be32_get(slot + BT_LSLOT * (i - 1) + 2u) != bt_head(k + p, kl - p))
       return JDB_CORRUPT("branch slot head does not match its separator", pgno);
+    if (i == 1) {
+      k1 = k;
+      kl1 = kl;
+    }
     q += kl;
     uint64_t seq = UINT64_MAX;
     if (v & 1u) {
@@ -384,6 +417,8 @@ int bt_br_verify(const uint8_t *page, size_t size, uint64_t pgno)
     ps = seq;
     want = q;
   }
+  if (p != bt_lcp(k1, kl1, pk, pl))
+    return JDB_CORRUPT("branch prefix length is not the separators' common prefix", pgno);
   return JDB_OK;
 }
 

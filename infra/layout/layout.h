@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LAYOUT_FORMAT_VERSION 1u
+#define LAYOUT_FORMAT_VERSION 2u
 #define LAYOUT_PAGE_SIZE 4096u        /* the only page size this version writes */
 #define LAYOUT_PAGE_SIZE_MIN 4096u    /* decoders accept 4 KiB .. 64 KiB, powers of two */
 #define LAYOUT_PAGE_SIZE_MAX 65536u

@@ -127,6 +127,9 @@ void pg_unpin(struct pg *p, struct pg_frame *fr);
    page's CLOCK reference bit and counts a hit. The page was verified when it was loaded; the
    caller checks its type. */
 const void *pg_peek(struct pg *p, uint64_t pgno);
+/* Start loading into the CPU cache what pg_peek(pgno) reads first, its frame-table slot: a
+   caller peeking many pages (bt_get_many) issues these for all of them before the peeks. */
+void pg_peek_prefetch(const struct pg *p, uint64_t pgno);
 /* Start reading pages that will be pinned soon (a writer walking a tree, a cursor's next
    leaves): for each pgno that is in range and not in memory, take a free or clean frame (never
    spilling, never waiting) and submit its read; then flush the submissions once. Nothing is

@@ -77,6 +77,11 @@ const void *pg_peek(struct pg *p, uint64_t pgno)
   return p->arena.base + (size_t)s->idx * PG_PAGE;
 }
 
+void pg_peek_prefetch(const struct pg *p, uint64_t pgno)
+{
+  __builtin_prefetch(&p->slots[pg_hash_home(p, pgno)]);
+}
+
 void pg_hash_insert(struct pg *p, struct pg_frame *f)
 {
   uint64_t i = pg_hash_probe(p, f->pgno);

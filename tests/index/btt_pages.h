@@ -139,6 +139,8 @@ static inline void btt_encode_fit(struct btt_items *b, uint32_t lo, uint32_t n, 
   page[6] = level ? LAYOUT_PAGE_BRANCH : LAYOUT_PAGE_LEAF;
   page[7] = level;
   le16_put(page + 8, (uint16_t)b->n);
+  if (level)
+    le32_put(page + 12, bt_br_plen_of(b->it, b->n));
 }
 
 /* A valid leaf page (header type, level, count and the body) in page (BT_PAGE bytes) from the
@@ -267,20 +269,24 @@ static inline int btt_check_branch(const uint8_t *page, size_t size)
   if (n < 2 || BT_BR_BASE + (uint64_t)BT_LSLOT * (n - 1) > size || bt_br_child0(page) < 2 ||
       bt_br_child(page, 0) != bt_br_child0(page))
     return __LINE__;
-  const uint8_t *pk = NULL;
-  uint32_t pl = 0;
+  const uint8_t *pk = NULL, *k1 = NULL;
+  uint32_t pl = 0, kl1 = 0, p = bt_br_plen(page);
   uint64_t ps = 0;
   for (uint32_t i = 1; i < n; i++) {
     const uint8_t *k;
     uint32_t kl;
     uint64_t seq, child;
     bt_br_sep(page, i, &k, &kl, &seq, &child);
-    if (kl < 1 || kl > BT_KEY_MAX || !btt_in(page, size, k, kl) || child < 2)
+    if (kl < 1 || kl > BT_KEY_MAX || !btt_in(page, size, k, kl) || child < 2 || kl < p)
       return __LINE__;
     if (bt_br_child(page, i) != child)
       return __LINE__;
-    if (btt_slot_head(page + BT_BR_BASE + BT_LSLOT * (i - 1)) != btt_head(k, kl))
+    if (btt_slot_head(page + BT_BR_BASE + BT_LSLOT * (i - 1)) != btt_head(k + p, kl - p))
       return __LINE__;
+    if (i == 1) {
+      k1 = k;
+      kl1 = kl;
+    }
     if (pk && bt_cmp(pk, pl, ps, k, kl, seq) >= 0)
       return __LINE__;
     if (bt_br_find(page, k, kl, seq) != i)
@@ -289,8 +295,30 @@ static inline int btt_check_branch(const uint8_t *page, size_t size)
     pl = kl;
     ps = seq;
   }
+  if (p != bt_lcp(k1, kl1, pk, pl))   /* heads are taken after the separators' common prefix */
+    return __LINE__;
   if (bt_br_find(page, (const uint8_t *)"", 0, UINT64_MAX) != 0)
     return __LINE__;
+  if (p) {   /* keys that leave the prefix go before or after every separator */
+    static uint8_t kb[BT_KEY_MAX];
+    memcpy(kb, k1, p);
+    for (uint32_t j = 0; j < p; j++) {
+      if (kb[j] < 0xff) {
+        kb[j]++;
+        if (bt_br_find(page, kb, j + 1, UINT64_MAX) != n - 1)
+          return __LINE__;
+        kb[j]--;
+      }
+      if (kb[j] > 0) {
+        kb[j]--;
+        if (bt_br_find(page, kb, p, UINT64_MAX) != 0)
+          return __LINE__;
+        kb[j]++;
+      }
+    }
+    if (bt_br_find(page, kb, p - 1, UINT64_MAX) != 0)   /* a proper prefix of the prefix */
+      return __LINE__;
+  }
   return 0;
 }
 

@@ -828,6 +828,47 @@ static void get_check(struct pg *p, uint64_t root, const struct model *m, const 
   }
 }
 
+/* bt_get_many on up to 40 probe keys (some of bad length) against bt_get's answers, which
+   get_check holds to the model. */
+#define MANY_MAX 40
+static void probe_get_many(struct pg *p, uint64_t root, const struct model *m,
+                           struct tutil_rng *r)
+{
+  static uint8_t keys[MANY_MAX][BT_KEY_MAX + 1], vb[MANY_MAX][BT_INLINE_MAX], v1[BT_INLINE_MAX];
+  struct bt_get_req q[MANY_MAX];
+  size_t n = 1 + below(r, MANY_MAX);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t s;
+    uint32_t kl = probe_key(r, m, keys[i], &s);
+    if (below(r, 50) == 0)
+      kl = below(r, 2) ? 0 : BT_KEY_MAX + 1;
+    q[i] = (struct bt_get_req){.key = keys[i], .klen = kl, .snap = s, .vbuf = vb[i], .rc = 12345};
+  }
+  bt_get_many(p, root, q, n);
+  for (size_t i = 0; i < n; i++) {
+    if (q[i].klen == 0 || q[i].klen > BT_KEY_MAX) {
+      assert_int_equal(q[i].rc, JDB_EINVAL);
+      continue;
+    }
+    get_check(p, root, m, keys[i], q[i].klen, q[i].snap);
+    struct bt_ent one;
+    int rc = bt_get(p, root, keys[i], q[i].klen, q[i].snap, &one, v1);
+    assert_int_equal(q[i].rc, rc);
+    if (rc != JDB_OK)
+      continue;
+    const struct bt_ent *e = &q[i].out;
+    assert_ptr_equal(e->key, keys[i]);
+    assert_true(e->klen == one.klen && e->seq == one.seq && e->kind == one.kind &&
+                e->vlen == one.vlen);
+    if (e->kind == BT_INLINE) {
+      assert_ptr_equal(e->val, vb[i]);
+      assert_memory_equal(e->val, one.val, one.vlen);
+    } else if (e->kind == BT_VREF) {
+      assert_true(e->vpos == one.vpos);
+    }
+  }
+}
+
 static void probe_gets(struct pg *p, uint64_t root, const struct model *m, struct tutil_rng *r,
                        int n)
 {
@@ -837,6 +878,8 @@ static void probe_gets(struct pg *p, uint64_t root, const struct model *m, struc
     uint32_t kl = probe_key(r, m, k, &s);
     get_check(p, root, m, k, kl, s);
   }
+  for (int i = 0; i < n; i += MANY_MAX)
+    probe_get_many(p, root, m, r);
 }
 
 /* seek / seek_prev at key, seq against the model; returns the index or SIZE_MAX. */
@@ -2003,6 +2046,21 @@ static void test_get_versions(void **state)
   assert_int_equal(bt_get(e.p, root, "k", 0, UINT64_MAX, &out, vbuf), JDB_EINVAL);
   assert_int_equal(bt_get(e.p, root, big, BT_KEY_MAX + 1, UINT64_MAX, &out, vbuf), JDB_EINVAL);
   assert_int_equal(bt_get(e.p, root, big, BT_KEY_MAX, UINT64_MAX, &out, vbuf), JDB_NOTFOUND);
+  /* the same through bt_get_many: an empty tree, bad lengths, a NULL key */
+  struct bt_get_req q[4] = {{.key = "k00000", .klen = 6, .snap = UINT64_MAX, .vbuf = vbuf},
+                            {.key = "k", .klen = 0, .snap = UINT64_MAX, .vbuf = vbuf},
+                            {.key = big, .klen = BT_KEY_MAX + 1, .snap = UINT64_MAX, .vbuf = vbuf},
+                            {.key = NULL, .klen = 3, .snap = UINT64_MAX, .vbuf = vbuf}};
+  bt_get_many(e.p, 0, q, 4);
+  assert_int_equal(q[0].rc, JDB_NOTFOUND);
+  assert_int_equal(q[1].rc, JDB_EINVAL);
+  assert_int_equal(q[2].rc, JDB_EINVAL);
+  assert_int_equal(q[3].rc, JDB_EINVAL);
+  bt_get_many(e.p, root, q, 4);
+  assert_int_equal(q[0].rc, bt_get(e.p, root, "k00000", 6, UINT64_MAX, &out, vbuf));
+  assert_int_equal(q[1].rc, JDB_EINVAL);
+  assert_int_equal(q[3].rc, JDB_EINVAL);
+  bt_get_many(e.p, root, q, 0);
   assert_int_equal(pinned(e.p), 0);
   print_message("  %llu found (%llu tombstones), %llu not found\n", (unsigned long long)found,
                 (unsigned long long)tombs, (unsigned long long)notfound);
@@ -3186,13 +3244,21 @@ static void raw_fill_to(struct raw *w, int leaf, uint32_t at, uint32_t tail)
   fail();
 }
 
-/* A slot: the entry's page offset, then the head of its suffix (leaf) or key (branch): its first
-   4 bytes, zero-padded, big-endian. */
-static void raw_slot(uint8_t *slot, uint32_t off, const uint8_t *ent, int branch)
+/* The key (leaf: suffix) of an encoded entry or separator. */
+static const uint8_t *raw_key(const uint8_t *ent, int branch, uint32_t *kl)
 {
   uint32_t v = ent[0] & 0x80u ? ((uint32_t)(ent[0] & 0x7fu) << 8 | ent[1]) : ent[0];
-  const uint8_t *k = ent + (ent[0] & 0x80u ? 2 : 1);
-  uint32_t kl = branch ? v >> 1 : v, h = btt_head(k, kl);
+  *kl = branch ? v >> 1 : v;
+  return ent + (ent[0] & 0x80u ? 2 : 1);
+}
+
+/* A slot: the entry's page offset, then the head of its suffix (leaf) or of its key's bytes
+   after the first p (branch): 4 bytes, zero-padded, big-endian. */
+static void raw_slot(uint8_t *slot, uint32_t off, const uint8_t *ent, int branch, uint32_t p)
+{
+  uint32_t kl;
+  const uint8_t *k = raw_key(ent, branch, &kl);
+  uint32_t h = kl >= p ? btt_head(k + p, kl - p) : 0;
   le16_put(slot, (uint16_t)off);
   slot[2] = (uint8_t)(h >> 24);
   slot[3] = (uint8_t)(h >> 16);
@@ -3214,11 +3280,15 @@ static void raw_leaf_page(uint8_t *page, const struct raw *w, const void *prefix
   if (base > PAGE)
     return;
   for (uint32_t i = 0; i < w->n; i++)
-    raw_slot(page + BT_LEAF_BASE + plen + BT_LSLOT * i, base + w->off[i], w->b + w->off[i], 0);
+    raw_slot(page + BT_LEAF_BASE + plen + BT_LSLOT * i, base + w->off[i], w->b + w->off[i], 0, 0);
   memcpy(page + base, w->b, w->len < PAGE - base ? w->len : PAGE - base);
 }
 
-static void raw_br_page(uint8_t *page, const struct raw *w, uint64_t child0, uint32_t count)
+/* A branch whose header aux (the separators' common prefix length, after which the heads are
+   taken) is that length plus pdelta (PD_HUGE: BT_KEY_MAX + 1). */
+#define PD_HUGE 1000000
+static void raw_br_page(uint8_t *page, const struct raw *w, uint64_t child0, uint32_t count,
+                        int pdelta)
 {
   memset(page, 0, PAGE);
   page[6] = LAYOUT_PAGE_BRANCH;
@@ -3228,8 +3298,17 @@ static void raw_br_page(uint8_t *page, const struct raw *w, uint64_t child0, uin
   uint32_t base = BT_BR_BASE + BT_LSLOT * w->n;
   if (base > PAGE)
     return;
+  uint32_t p = 0;
+  if (w->n && w->off[w->n - 1] < w->len) {
+    uint32_t l1, l2;
+    const uint8_t *k1 = raw_key(w->b + w->off[0], 1, &l1);
+    const uint8_t *k2 = raw_key(w->b + w->off[w->n - 1], 1, &l2);
+    p = bt_lcp(k1, l1, k2, l2);
+  }
+  p = pdelta == PD_HUGE ? BT_KEY_MAX + 1 : (uint32_t)((int)p + pdelta);
+  le32_put(page + 12, p);
   for (uint32_t i = 0; i < w->n; i++)
-    raw_slot(page + BT_BR_BASE + BT_LSLOT * i, base + w->off[i], w->b + w->off[i], 1);
+    raw_slot(page + BT_BR_BASE + BT_LSLOT * i, base + w->off[i], w->b + w->off[i], 1, p);
   memcpy(page + base, w->b, w->len < PAGE - base ? w->len : PAGE - base);
 }
 
@@ -3275,7 +3354,8 @@ static void expect_valid(const uint8_t *page, uint8_t type, const char *what)
    accept the page (ok) or reject it. Every rejection path of the verifier has a case. */
 enum {
   ED_NONE, ED_COUNT_UP, ED_COUNT_0, ED_COUNT_1, ED_COUNT_HUGE, ED_SLOT1_UP, ED_SLOT0_DOWN,
-  ED_HEAD1, ED_HEAD0_PAD, ED_HEAD2, ED_PREFIX_FFFF, ED_CHILD0_0, ED_CHILD0_1, ED_SEP_AT_END
+  ED_HEAD1, ED_HEAD0_PAD, ED_HEAD2, ED_PREFIX_FFFF, ED_CHILD0_0, ED_CHILD0_1, ED_SEP_AT_END,
+  ED_AUX_UP, ED_AUX_DOWN, ED_AUX_HUGE
 };
 struct craft_ent {
   const void *key;   /* leaf: suffix; branch: separator key */
@@ -3383,6 +3463,14 @@ static const struct craft g_crafts[] = {
   {"branch filled to the last byte", 1, 1, ED_NONE, BT_PAGE, NULL, 0, 0, {{0}}},
   {"separator length missing at the page end", 1, 0, ED_SEP_AT_END, BT_PAGE, NULL, 0, 0,
    {{0}}},
+  {"branch with a common prefix", 1, 1, ED_NONE, 0, NULL, 0, 3,
+   {SEP("mxa", 40), SEP("mxb", 41), SEP("mxbc", 42)}},
+  {"branch prefix one short of the common prefix", 1, 0, ED_AUX_DOWN, 0, NULL, 0, 2,
+   {SEP("mxa", 40), SEP("mxb", 41)}},
+  {"branch prefix one past the common prefix", 1, 0, ED_AUX_UP, 0, NULL, 0, 2,
+   {SEP("mxa", 40), SEP("mxb", 41)}},
+  {"branch prefix longer than a separator", 1, 0, ED_AUX_UP, 0, NULL, 0, 1, {SEP("m", 40)}},
+  {"branch prefix past BT_KEY_MAX", 1, 0, ED_AUX_HUGE, 0, NULL, 0, 1, {SEP("m", 40)}},
 };
 #undef T1
 #undef SEP
@@ -3410,7 +3498,11 @@ static void craft_build(const struct craft *c, uint8_t *page, struct raw *w)
   default: break;
   }
   if (c->branch)
-    raw_br_page(page, w, c->edit == ED_CHILD0_0 ? 0 : c->edit == ED_CHILD0_1 ? 1 : 39, count);
+    raw_br_page(page, w, c->edit == ED_CHILD0_0 ? 0 : c->edit == ED_CHILD0_1 ? 1 : 39, count,
+                c->edit == ED_AUX_UP     ? 1
+                : c->edit == ED_AUX_DOWN ? -1
+                : c->edit == ED_AUX_HUGE ? PD_HUGE
+                                         : 0);
   else
     raw_leaf_page(page, w, c->prefix, c->plen, count);
   uint8_t *slot = page + (c->branch ? BT_BR_BASE : BT_LEAF_BASE + c->plen);
