@@ -7,8 +7,9 @@
  * buffer that only grows; jdb_pipe_reset rewinds it, so a reused pipe stops allocating.
  *
  * Exec. A counting sort by shard keeps queue order within each shard (order[]); one rt_req per
- * shard carries its slice of order[]. On the shard (capi_pipe_run), gets are tab_get calls;
- * consecutive writes to one table are one tab_write batch (bounded in ops and bytes). Every
+ * shard carries its slice of order[]. On the shard (capi_pipe_run), consecutive gets of one table
+ * are one tab_get_many (up to CAPI_PIPE_GETS); consecutive writes to one table are one tab_write
+ * batch (bounded in ops and bytes). Every
  * write but the shard's last is TAB_NOWAIT: the log is one sequential stream, and waiting for
  * the last record (written to the kernel, or fdatasync'd for JDB_SYNC) covers every record
  * before it (wal_wait waits for all bytes before the record's end). A NOWAIT write is already in
@@ -212,6 +213,39 @@ static int capi_pipe_write(struct tab *tab, struct capi_pipe_run *r, size_t j, s
       tab_write(tab, p->ops[r->idx[j]].table, r->tops, (uint32_t)(e - j), flags, NULL));
 }
 
+/* The consecutive gets of one table from position j, as one tab_get_many (the lookups overlap
+   their cache misses; bounded so that the scratch stays on the stack); returns the position
+   after them. A dropped table's data stays readable until checkpoints erase it: gone for the
+   API, JDB_NOTFOUND. */
+#define CAPI_PIPE_GETS 64u
+static size_t capi_pipe_gets(struct tab *tab, struct capi_pipe_run *r, size_t j)
+{
+  struct capi_pipe_op *ops = r->p->ops;
+  uint64_t table = ops[r->idx[j]].table;
+  size_t e = j;
+  while (e < r->n && e - j < CAPI_PIPE_GETS && ops[r->idx[e]].kind == CAPI_PIPE_GET &&
+         ops[r->idx[e]].table == table)
+    e++;
+  if (!tab_table_live(tab, table)) {
+    for (size_t k = j; k < e; k++)
+      ops[r->idx[k]].rc = JDB_NOTFOUND;
+    return e;
+  }
+  struct tab_get_req q[CAPI_PIPE_GETS];
+  for (size_t k = j; k < e; k++) {
+    const struct capi_pipe_op *op = &ops[r->idx[k]];
+    q[k - j] = (struct tab_get_req){.key = r->p->data + op->off, .klen = op->klen};
+  }
+  tab_get_many(tab, NULL, table, q, e - j);
+  for (size_t k = j; k < e; k++) {
+    struct capi_pipe_op *op = &ops[r->idx[k]];
+    op->rc = q[k - j].rc;
+    op->val = q[k - j].val;
+    op->val_len = q[k - j].vlen;
+  }
+  return e;
+}
+
 static int capi_pipe_run(struct tab *tab, void *arg)
 {
   struct capi_pipe_run *r = arg;
@@ -224,12 +258,7 @@ static int capi_pipe_run(struct tab *tab, void *arg)
   for (size_t j = 0; j < r->n;) {
     struct capi_pipe_op *op = &ops[r->idx[j]];
     if (op->kind == CAPI_PIPE_GET) {
-      /* A dropped table's data stays readable until checkpoints erase it: gone for the API. */
-      op->rc = tab_table_live(tab, op->table)
-                   ? tab_get(tab, NULL, op->table, r->p->data + op->off, op->klen, &op->val,
-                             &op->val_len)
-                   : JDB_NOTFOUND;
-      j++;
+      j = capi_pipe_gets(tab, r, j);
       continue;
     }
     size_t e = capi_pipe_group_end(r, j);

@@ -131,7 +131,10 @@ int tab_mt_new(const struct tab *t, struct tab_mt **out)
   /* arena chunks small enough that the budget is crossed near memtable_bytes, not a chunk late */
   size_t chunk = (size_t)(t->o.memtable_bytes / 16);
   chunk = chunk < (64u << 10) ? (64u << 10) : chunk > (1u << 20) ? (1u << 20) : chunk;
-  int rc = mt_create(chunk, &m->m);
+  /* a hash slot per 128 bytes of budget: about one per entry of 16-byte keys and 100-byte values
+     (nodes of ~170 bytes), 6 % of the budget */
+  size_t slots = (size_t)(t->o.memtable_bytes / 128);
+  int rc = mt_create(chunk, slots, &m->m);
   if (rc) {
     mem_free(m);
     return rc;
@@ -471,6 +474,106 @@ int tab_get(struct tab *t, const struct tab_snap *snap, uint64_t table, const vo
       table >= t->next_id || (snap && snap->t != t))
     return JDB_EINVAL;
   return tab_get_space(t, snap, table, TAB_SPACE_KV, key, klen, val, vlen);
+}
+
+/* Scratch of one group of tab_get_many: composite keys, inline value buffers, the tree's
+   requests and which requests the memtables answered. */
+struct tab_mget {
+  uint8_t ik[BT_GET_GROUP][TAB_IKEY_MAX + 1];
+  uint8_t vbuf[BT_GET_GROUP][BT_INLINE_MAX];
+  struct bt_get_req br[BT_GET_GROUP];
+  uint64_t hash[BT_GET_GROUP];
+};
+
+static void tab_get_group(struct tab *t, const struct tab_view *v, uint64_t snap, uint64_t table,
+                          struct tab_get_req *r, size_t n, struct tab_mget *g)
+{
+  struct tab_mt *ms[2] = {v->act, v->frz};
+  struct bt_get_req *tree[BT_GET_GROUP];
+  size_t nt = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t iklen = (uint32_t)tab_ikey(g->ik[i], table, TAB_SPACE_KV, r[i].key, r[i].klen);
+    g->br[i] = (struct bt_get_req){.key = g->ik[i], .klen = iklen, .snap = snap,
+                                   .vbuf = g->vbuf[i], .rc = JDB_NOTFOUND};
+    g->hash[i] = mt_key_hash(g->ik[i], iklen);
+  }
+  for (int stage = 0; stage < 2; stage++)
+    for (size_t i = 0; i < n; i++)
+      for (int m = 0; m < 2; m++)
+        if (ms[m])
+          mt_prefetch(ms[m]->m, g->hash[i], stage);
+  for (size_t i = 0; i < n; i++) {
+    struct bt_get_req *q = &g->br[i];
+    int found = 0;
+    for (int m = 0; m < 2 && !found; m++) {
+      struct mt_ent e;
+      if (ms[m] && mt_get_hashed(ms[m]->m, q->key, q->klen, g->hash[i], snap, &e) == JDB_OK) {
+        q->out = (struct bt_ent){.key = e.key, .klen = e.klen, .seq = e.seq, .kind = e.kind,
+                                 .vlen = e.vlen, .val = e.val, .vpos = e.vpos};
+        q->rc = JDB_OK;
+        found = 1;
+      }
+    }
+    if (!found && v->root)
+      tree[nt++] = q;
+  }
+  if (nt) {
+    /* the tree's lookups, packed together */
+    struct bt_get_req packed[BT_GET_GROUP];
+    for (size_t j = 0; j < nt; j++)
+      packed[j] = *tree[j];
+    bt_get_many(t->pg, v->root, packed, nt);
+    for (size_t j = 0; j < nt; j++)
+      *tree[j] = packed[j];
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct bt_get_req *q = &g->br[i];
+    int rc = q->rc;
+    if (rc == JDB_OK && q->out.kind == BT_TOMB)
+      rc = JDB_NOTFOUND;
+    if (rc == JDB_OK)
+      rc = tab_value_copy(t, &q->out, &r[i].val, &r[i].vlen);
+    r[i].rc = rc;
+  }
+}
+
+int tab_get_many(struct tab *t, const struct tab_snap *snap, uint64_t table,
+                 struct tab_get_req *r, size_t n)
+{
+  int rc = JDB_OK;
+  if (!t || (n && !r) || table < TAB_ID_FIRST || table >= t->next_id || (snap && snap->t != t))
+    rc = JDB_EINVAL;
+  struct tab_mget *g = rc ? NULL : mem_malloc(sizeof *g);
+  if (!rc && !g)
+    rc = JDB_ENOMEM;
+  for (size_t i = 0; r && i < n; i++) {
+    r[i].val = NULL;
+    r[i].vlen = 0;
+    r[i].rc = rc;
+  }
+  if (rc)
+    return rc;
+  /* one view for all: the lookups see one instant, and a checkpoint finishing while one parks
+     cannot let the pages of its root be reused */
+  struct tab_view *v = snap ? snap->v : tab_view_ref(t);
+  uint64_t seq = snap ? snap->seq : t->seq;
+  for (size_t at = 0; at < n;) {
+    /* a group of valid requests; bad ones answer at once */
+    size_t e = at;
+    while (e < n && e - at < BT_GET_GROUP && r[e].key && r[e].klen >= 1 &&
+           r[e].klen <= TAB_KEY_MAX)
+      e++;
+    if (e == at) {
+      r[at++].rc = JDB_EINVAL;
+      continue;
+    }
+    tab_get_group(t, v, seq, table, r + at, e - at, g);
+    at = e;
+  }
+  if (!snap)
+    tab_view_unref(t, v);
+  mem_free(g);
+  return JDB_OK;
 }
 
 int tab_snapshot(struct tab *t, struct tab_snap **out)
@@ -1013,6 +1116,7 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out)
   out->frozen_bytes = t->cur->frz ? mt_bytes(t->cur->frz->m) : 0;
   out->tree_root = t->cur->root;
   out->generation = t->cur->gen;
+  out->ckpt_running = t->ckpt_running != 0;
 }
 
 /* ------------------------------------------------------------------------------------------- */

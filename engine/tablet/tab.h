@@ -163,6 +163,22 @@ void tab_snapshot_release(struct tab_snap *s);      /* NULL is a no-op */
 int tab_get(struct tab *t, const struct tab_snap *snap, uint64_t table, const void *key,
             uint32_t klen, void **val, size_t *vlen);
 
+/* Many tab_get of one table at one snapshot (NULL: now, the same instant for all): each
+   request's rc, val and vlen as tab_get gives them (val mem_malloc'd, NULL unless JDB_OK).
+   Faster than the single calls: the lookups run in groups whose cache misses overlap (the
+   memtables' hash slots, then the B+ tree a level at a time; bt_get_many). JDB_OK when every
+   request ran (each has its own rc), JDB_EINVAL (t, table or snap bad; no request ran: each rc
+   is JDB_EINVAL), JDB_ENOMEM (no request ran: each rc is JDB_ENOMEM). */
+struct tab_get_req {
+  const void *key;
+  uint32_t klen;
+  int rc;
+  void *val;
+  size_t vlen;
+};
+int tab_get_many(struct tab *t, const struct tab_snap *snap, uint64_t table,
+                 struct tab_get_req *r, size_t n);
+
 /* Iterator over the live keys of one table at a snapshot (NULL: a snapshot taken now, held by
    the iterator). Positioned calls: JDB_OK, JDB_NOTFOUND (ran off the table; unpositioned), or an
    error (unpositioned). Key and value pointers stay valid until the next move or close. */
@@ -198,6 +214,7 @@ struct tab_stats {
   uint64_t gc_values_moved;
   uint64_t moves_replayed;        /* GC moves applied again by recovery */
   uint64_t snapshots;             /* live snapshots and iterators */
+  uint64_t ckpt_running;          /* 1 while a checkpoint (merge, release, log GC) runs */
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);
 

@@ -464,17 +464,15 @@ static void check_value(const char *what, const struct mtab *m, const struct mke
   }
 }
 
-static void check_get(struct tab *t, const struct tab_snap *s, uint64_t seq,
-                      const struct mtab *m, const struct mkey *k, const char *what)
+/* A read's result (rc, v, vl; v is freed here) against the model. */
+static void check_read(int rc, void *v, size_t vl, uint64_t seq, const struct mtab *m,
+                       const struct mkey *k, const char *what, const char *call)
 {
-  void *v = NULL;
-  size_t vl = 0;
-  int rc = tab_get(t, s, m->id, k->key, k->klen, &v, &vl);
   const struct ver *want = mkey_at(k, seq);
   char d[160];
   if (!want) {
     if (rc != JDB_NOTFOUND) {
-      snprintf(d, sizeof d, "tab_get: %s (length %zu), want NOTFOUND", jdb_strerror(rc), vl);
+      snprintf(d, sizeof d, "%s: %s (length %zu), want NOTFOUND", call, jdb_strerror(rc), vl);
       mem_free(v);
       fail_at(what, m, k->key, k->klen, seq, d);
     }
@@ -482,13 +480,39 @@ static void check_get(struct tab *t, const struct tab_snap *s, uint64_t seq,
     return;
   }
   if (rc != JDB_OK) {
-    snprintf(d, sizeof d, "tab_get: %s, want a value of %u bytes (version seq %llu)",
+    snprintf(d, sizeof d, "%s: %s, want a value of %u bytes (version seq %llu)", call,
              jdb_strerror(rc), want->vlen, (unsigned long long)want->seq);
     fail_at(what, m, k->key, k->klen, seq, d);
   }
   assert_non_null(v);
   check_value(what, m, k, seq, want, v, vl);
   mem_free(v);
+}
+
+static void check_get(struct tab *t, const struct tab_snap *s, uint64_t seq,
+                      const struct mtab *m, const struct mkey *k, const char *what)
+{
+  void *v = NULL;
+  size_t vl = 0;
+  int rc = tab_get(t, s, m->id, k->key, k->klen, &v, &vl);
+  check_read(rc, v, vl, seq, m, k, what, "tab_get");
+}
+
+/* tab_get_many of n random keys of m (repeats allowed) at s, each against the model. */
+#define GET_MANY_MAX 40
+static void check_get_many(struct tutil_rng *r, struct tab *t, const struct tab_snap *s,
+                           uint64_t seq, const struct mtab *m, size_t n, const char *what)
+{
+  struct tab_get_req q[GET_MANY_MAX];
+  const struct mkey *k[GET_MANY_MAX];
+  for (size_t i = 0; i < n; i++) {
+    k[i] = &m->k[below(r, m->n)];
+    q[i] = (struct tab_get_req){.key = k[i]->key, .klen = k[i]->klen, .rc = 12345,
+                                .val = (void *)q, .vlen = 99};
+  }
+  assert_int_equal(tab_get_many(t, s, m->id, q, n), JDB_OK);
+  for (size_t i = 0; i < n; i++)
+    check_read(q[i].rc, q[i].val, q[i].vlen, seq, m, k[i], what, "tab_get_many");
 }
 
 /* The iterator is positioned: it must be at key index i with its visible value. */
@@ -767,7 +791,14 @@ static void test_model(void **state)
       ms.ops += n;
     } else if (c < 840) {                           /* point reads */
       int at = nsn && below(&r, 3) == 0 ? (int)below(&r, (uint64_t)nsn) : -1;
-      int n = 1 + (int)below(&r, 4);
+      int many = below(&r, 8) == 0;                 /* many at once */
+      if (many) {
+        size_t n = 1 + below(&r, GET_MANY_MAX);
+        check_get_many(&r, e.t, at >= 0 ? sn[at].s : NULL, at >= 0 ? sn[at].seq : seq, mt, n,
+                       at >= 0 ? "get_many at a snapshot" : "get_many");
+        ms.gets += n;
+      }
+      int n = many ? 0 : 1 + (int)below(&r, 4);
       for (int i = 0; i < n; i++) {
         const struct mkey *k = &mt->k[below(&r, mt->n)];
         if (at >= 0) {
@@ -1575,6 +1606,31 @@ static void test_bad_args(void **state)
   struct tab_snap *s2 = NULL;
   assert_int_equal(tab_snapshot(e2.t, &s2), JDB_OK);
   assert_int_equal(tab_get(t, s2, id, "a", 1, &val, &vl), JDB_EINVAL);
+  {
+    /* tab_get_many: bad calls answer every request with the error; bad requests their own */
+    struct tab_get_req q[5] = {{.key = "a", .klen = 1}, {.key = NULL, .klen = 1},
+                               {.key = "a", .klen = 0}, {.key = big, .klen = TAB_KEY_MAX + 1},
+                               {.key = big, .klen = TAB_KEY_MAX}};
+    assert_int_equal(tab_get_many(t, s2, id, q, 5), JDB_EINVAL);
+    assert_int_equal(tab_get_many(NULL, NULL, id, q, 5), JDB_EINVAL);
+    assert_int_equal(tab_get_many(t, NULL, id + 1000, q, 5), JDB_EINVAL);
+    assert_int_equal(tab_get_many(t, NULL, TAB_ID_FIRST - 1, q, 5), JDB_EINVAL);
+    for (int i = 0; i < 5; i++) {
+      assert_int_equal(q[i].rc, JDB_EINVAL);
+      assert_null(q[i].val);
+    }
+    assert_int_equal(tab_get_many(t, NULL, id, NULL, 0), JDB_OK);
+    assert_int_equal(tab_get_many(t, NULL, id, NULL, 1), JDB_EINVAL);
+    assert_int_equal(tab_get_many(t, NULL, id, q, 5), JDB_OK);
+    assert_int_equal(q[0].rc, JDB_NOTFOUND);
+    assert_int_equal(q[1].rc, JDB_EINVAL);
+    assert_int_equal(q[2].rc, JDB_EINVAL);
+    assert_int_equal(q[3].rc, JDB_EINVAL);
+    assert_int_equal(q[4].rc, JDB_OK);   /* the 0-byte value written above */
+    assert_non_null(q[4].val);
+    assert_int_equal(q[4].vlen, 0);
+    mem_free(q[4].val);
+  }
   struct tab_iter *it = NULL;
   assert_int_equal(tab_iter_open(t, s2, id, &it), JDB_EINVAL);
   tab_snapshot_release(s2);
