@@ -419,6 +419,11 @@ int rt_open(const char *path, const struct rt_opts *opts, struct rt **out)
   int rc = rt_dir_open(rt, opts, &created);
   if (rc)
     goto fail;
+  /* client threads that may keep a core spinning for a long call: the cores no shard holds;
+     waiting clients that may take turns yielding at all: a few per core */
+  uint32_t cpus = rt_online_cpus();
+  rt->long_spin_slots = cpus > rt->nshards ? cpus - rt->nshards : 1;
+  rt->yield_waiters = 4 * cpus;
   if (opts->direct_strict) {
     /* O_DIRECT or nothing: ask the file system with the MANIFEST (the tablets' files live on
        the same one). */

@@ -22,9 +22,10 @@
  * alive while it is counted.
  *
  * Waiting: a request's state is a futex word (RT_REQ_PENDING, DONE, ASLEEP). The client spins
- * (briefly with a CPU pause, then yielding) up to RT_SPIN_NS, then moves PENDING -> ASLEEP and
- * sleeps in FUTEX_WAIT until DONE; the shard's exchange to DONE tells it whether a FUTEX_WAKE is
- * needed (rt_req_done). rt_call_many spends one spin budget on all its requests.
+ * (briefly with a CPU pause, then yielding) up to RT_SPIN_NS, or RT_SPIN_LONG_NS while few enough
+ * other clients do the same, then moves PENDING -> ASLEEP and sleeps in FUTEX_WAIT until DONE;
+ * the shard's exchange to DONE tells it whether a FUTEX_WAKE is needed (rt_req_done).
+ * rt_call_many spends one spin budget on all its requests.
  */
 #include "rt_int.h"
 
@@ -46,9 +47,18 @@
    2 shards and 1..4 clients calling empty functions (under SCHED_FIFO, to keep the shared
    machine's other load out): yielding after 1 us instead of pause-spinning all 15 us (with the
    shard's idle yield, rt_reactor.c) raised calls/s from 32k/81k/79k to 276k/453k/476k at the
-   same 0.3 us awake p50. */
+   same 0.3 us awake p50.
+   Many waiters: the yield phase costs every waiter's 15 us of a core; 64 threads waiting for
+   group commits (fdatasyncs of ~100 us) spent a whole core-millisecond yielding per round, so
+   above rt->yield_waiters waiters a client goes from the pause spin straight to the futex.
+   Long calls: a call longer than the spin (a pipeline of 16 gets runs ~30 us on the shard) paid
+   a futex sleep and wake-up, 20-60 us on this VM: 16-get pipelines ran at 207-280 k gets/s,
+   3.6-6 us each, slower than single gets. So a waiting client may go on yielding to
+   RT_SPIN_LONG_NS while it holds one of rt->long_spin_slots (the cores no shard has, at least
+   one); 557 k gets/s then. */
 #define RT_SPIN_PAUSE_NS 1000u
 #define RT_SPIN_NS 15000u
+#define RT_SPIN_LONG_NS 200000u
 #define RT_TLS_CACHE 4      /* instances a thread finds without the lock */
 
 struct rt_tls {             /* one client thread */
@@ -227,8 +237,9 @@ static int rt_req_is_done(const uint32_t *word)
   return __atomic_load_n(word, __ATOMIC_ACQUIRE) == RT_REQ_DONE;
 }
 
-/* *spin_start: when the caller's spin budget began (0: now). */
-static void rt_req_wait(struct rt_req *req, uint64_t *spin_start)
+/* *spin_start: when the caller's spin budget began (0: now); *long_spin: this caller holds one of
+   rt's long-spin slots (taken here, released by the caller). */
+static void rt_req_wait(struct rt *rt, struct rt_req *req, uint64_t *spin_start, int *long_spin)
 {
   uint32_t *word = &req->state;
   if (rt_req_is_done(word))
@@ -242,10 +253,27 @@ static void rt_req_wait(struct rt_req *req, uint64_t *spin_start)
       break;
     rt_cpu_relax();
   }
-  while (clock_mono_ns() - *spin_start < RT_SPIN_NS) {
+  while (atomic_load_explicit(&rt->waiters, memory_order_relaxed) <= rt->yield_waiters &&
+         clock_mono_ns() - *spin_start < RT_SPIN_NS) {
     if (rt_req_is_done(word))
       return;
     sched_yield();
+  }
+  if (!*long_spin && clock_mono_ns() - *spin_start < RT_SPIN_LONG_NS) {
+    if (atomic_fetch_add_explicit(&rt->long_spinners, 1, memory_order_relaxed) <
+        rt->long_spin_slots)
+      *long_spin = 1;
+    else
+      atomic_fetch_sub_explicit(&rt->long_spinners, 1, memory_order_relaxed);
+  }
+  if (*long_spin) {
+    while (clock_mono_ns() - *spin_start < RT_SPIN_LONG_NS) {
+      if (rt_req_is_done(word))
+        return;
+      sched_yield();
+    }
+    *long_spin = 0;   /* going to sleep: the slot is another client's to use */
+    atomic_fetch_sub_explicit(&rt->long_spinners, 1, memory_order_relaxed);
   }
   uint32_t expect = RT_REQ_PENDING;
   __atomic_compare_exchange_n(word, &expect, RT_REQ_ASLEEP, 0, __ATOMIC_ACQ_REL,
@@ -322,8 +350,13 @@ int rt_call_many(struct rt *rt, struct rt_req *reqs, size_t n)
     rt_ring_post(&rt->shards[req->shard], r, req);
   }
   uint64_t spin_start = 0;
+  int long_spin = 0;
+  atomic_fetch_add_explicit(&rt->waiters, 1, memory_order_relaxed);
   for (size_t i = 0; i < n; i++)
-    rt_req_wait(&reqs[i], &spin_start);
+    rt_req_wait(rt, &reqs[i], &spin_start, &long_spin);
+  atomic_fetch_sub_explicit(&rt->waiters, 1, memory_order_relaxed);
+  if (long_spin)
+    atomic_fetch_sub_explicit(&rt->long_spinners, 1, memory_order_relaxed);
   rt_leave(rt);
   return first;
 }

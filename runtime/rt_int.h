@@ -83,6 +83,12 @@ struct rt {
   struct rt_client *clients;     /* client threads attached; under rt_g_lock (rt_client.c) */
   _Alignas(RT_CACHELINE) atomic_uint inflight;  /* calls between rt_enter and rt_leave */
   atomic_int closing;
+  /* client waits (rt_client.c): clients waiting now, and above how many they skip the yield
+     phase; clients yielding past RT_SPIN_NS now, and how many may at once */
+  _Alignas(RT_CACHELINE) atomic_uint waiters;
+  uint32_t yield_waiters;
+  atomic_uint long_spinners;
+  uint32_t long_spin_slots;
 };
 
 /* rt_reactor.c */
