@@ -357,6 +357,7 @@ JDB_API int jdb_stats(jdb_t *db, int shard, jdb_stats_t *out)
     st.versions_pruned += s->ts.versions_pruned;
     st.segments_released += s->ts.segments_released + s->ts.gc_segments;
     st.snapshots += s->ts.snapshots;
+    st.checkpoints_running += s->ts.ckpt_running;
     for (int op = 0; op < FS_OP_NOPCODES; op++)
       capi_hist_add(&fm.op[op], &s->fm.op[op]);
     struct rt_shard_stats rs;

@@ -212,6 +212,7 @@ typedef struct jdb_stats_s {
   uint64_t segments_released;  /* log segments freed (after checkpoints and by log GC) */
   uint64_t calls;              /* requests served by the shard threads */
   uint64_t snapshots;          /* live snapshots and iterators */
+  uint64_t checkpoints_running;  /* shards running a checkpoint now (merge, log release, log GC) */
 } jdb_stats_t;
 
 /**

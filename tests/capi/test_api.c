@@ -713,6 +713,7 @@ static void test_reopen_stats_check(void **state)
   assert_ok(jdb_checkpoint(db));
   jdb_stats_t s2 = t_stats(db, -1);
   assert_true(s2.checkpoints > s1.checkpoints);
+  assert_int_equal(s2.checkpoints_running, 0);   /* jdb_checkpoint waited for them */
   if (!(s2.memtable_bytes < s1.memtable_bytes))
     fail_msg("memtable_bytes %llu before a checkpoint, %llu after",
              (unsigned long long)s1.memtable_bytes, (unsigned long long)s2.memtable_bytes);
