@@ -423,7 +423,7 @@ static void bt_get_group(struct pg *pg, uint64_t root, struct bt_get_req *r, siz
   uint64_t pgno[BT_GET_GROUP];
   const uint8_t *page[BT_GET_GROUP];
   uint8_t state[BT_GET_GROUP];   /* 1: going down; 0: answered; 2: for bt_get */
-  uint32_t slot[BT_GET_GROUP];   /* in a leaf: the first entry >= the key */
+  uint32_t slot[BT_GET_GROUP];   /* the child to take; in a leaf, the first entry >= the key */
   size_t live = 0;
   for (size_t i = 0; i < n; i++) {
     r[i].rc = JDB_EINVAL;
@@ -472,7 +472,10 @@ static void bt_get_group(struct pg *pg, uint64_t root, struct bt_get_req *r, siz
       if (level == ~0u && next == ~0u)
         next = pgd[7];   /* all lookups share the root */
       if (pgd[6] == LAYOUT_PAGE_BRANCH) {
-        pgno[i] = bt_br_child(pgd, bt_br_find(pgd, r[i].key, r[i].klen, r[i].snap));
+        /* the child's number sits after its separator: read it once all are on their way */
+        slot[i] = bt_br_find(pgd, r[i].key, r[i].klen, r[i].snap);
+        if (slot[i])
+          __builtin_prefetch(pgd + le16_get(pgd + BT_BR_BASE + BT_LSLOT * (slot[i] - 1)));
         continue;
       }
       /* a leaf: find the slot now, read the entry once all of the group's are on their way */
@@ -483,6 +486,9 @@ static void bt_get_group(struct pg *pg, uint64_t root, struct bt_get_req *r, siz
         __builtin_prefetch(bt_leaf_ent(&l, slot[i]));
       leaves = 1;
     }
+    for (size_t i = 0; !leaves && i < n; i++)
+      if (state[i] == 1)
+        pgno[i] = bt_br_child(page[i], slot[i]);
     for (size_t i = 0; leaves && i < n; i++) {
       if (state[i] != 1)
         continue;
