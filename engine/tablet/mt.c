@@ -96,6 +96,7 @@ struct mt {
   uint8_t *cur, *end;       /* free space of the newest chunk */
   struct mt_chunk *chunks;  /* newest first */
   struct mt_node **slots;   /* hash index: mask + 1 chain heads */
+  uint64_t (*kbufs)[MT_KEY_MAX / 8];   /* mt_put_many's key copies, MT_PUT_GROUP of them */
   uint64_t mask;
   size_t chunk_bytes;
   size_t bytes;             /* sum of chunk sizes */
@@ -327,7 +328,9 @@ int mt_create(size_t chunk_bytes, size_t slots, struct mt **out)
   m->rng = 0x9e3779b97f4a7c15ull;
   m->height = 1;
   m->mask = slots - 1;
-  if (!(m->slots = mem_calloc(slots, sizeof *m->slots)) || mt_chunk_add(m) != JDB_OK) {
+  if (!(m->slots = mem_calloc(slots, sizeof *m->slots)) ||
+      !(m->kbufs = mem_malloc(MT_PUT_GROUP * sizeof *m->kbufs)) || mt_chunk_add(m) != JDB_OK) {
+    mem_free(m->kbufs);
     mem_free(m->slots);
     mem_free(m);
     return JDB_ENOMEM;
@@ -351,6 +354,7 @@ void mt_destroy(struct mt *m)
     mem_free(ch);
     ch = nx;
   }
+  mem_free(m->kbufs);
   mem_free(m->slots);
   mem_free(m);
 }
@@ -364,65 +368,49 @@ static struct mt_node **mt_slot_find(const struct mt *m, const struct mt_probe *
   return l;
 }
 
-int mt_put(struct mt *m, const void *key, uint32_t klen, uint64_t seq, uint8_t kind,
-           const void *val, uint32_t vlen, uint64_t vpos)
+/* The bytes a value of this kind takes in a node, or -1 for bad arguments (mt_put's EINVAL). */
+static int64_t mt_vbytes(uint8_t kind, const void *val, uint32_t vlen)
 {
-  if (!m)
-    return JDB_EINVAL;
-  uint32_t vbytes;
   switch (kind) {
   case MT_INLINE:
-    if (vlen > MT_INLINE_MAX || (vlen && !val))
-      return JDB_EINVAL;
-    vbytes = vlen;
-    break;
+    return vlen > MT_INLINE_MAX || (vlen && !val) ? -1 : (int64_t)vlen;
   case MT_VREF:
-    if (vlen == 0)
-      return JDB_EINVAL;
-    vbytes = 8;
-    break;
+    return vlen == 0 ? -1 : 8;
   case MT_TOMB:
-    vlen = 0;
-    vbytes = 0;
-    break;
+    return 0;
   default:
-    return JDB_EINVAL;
+    return -1;
   }
-  uint64_t kbuf[MT_KEY_MAX / 8];
-  struct mt_probe p;
-  int rc = mt_probe_init(&p, kbuf, key, klen, seq);
-  if (rc)
-    return rc;
+}
 
-  uint64_t hash = hash64(p.key, klen);
-  struct mt_node **slot = mt_slot_find(m, &p, hash);
-  struct mt_node *preds[MT_HEIGHT_MAX];
-  struct mt_node *x = mt_find(m, &p, 0, preds);
-  struct mt_node *after = mt_next(x, 0);
-  if (after && mt_cmp(after, &p) == 0)
-    return JDB_EEXIST;
-
+/* Add the entry (probe p, hash, value) after preds[lv] on each level lv below its height (preds
+   holds the predecessors on every level, the head above the search's height); returns the node,
+   NULL when out of memory (nothing changed). The caller checked that no entry has p's key and
+   seq. */
+static struct mt_node *mt_link_in(struct mt *m, const struct mt_probe *p, uint64_t hash,
+                                  uint8_t kind, const void *val, uint32_t vlen, uint32_t vbytes,
+                                  uint64_t vpos, struct mt_node *const *preds)
+{
+  struct mt_node **slot = mt_slot_find(m, p, hash);
   uint64_t rng = mt_rng_step(m->rng);
   uint32_t h = mt_height(rng);
-  uint8_t *mem = mt_alloc(m, mt_node_bytes(h, klen, vbytes));
+  uint8_t *mem = mt_alloc(m, mt_node_bytes(h, p->klen, vbytes));
   if (!mem)
-    return JDB_ENOMEM;
+    return NULL;
   m->rng = rng;
 
   struct mt_node *n = (struct mt_node *)(mem + 8u * (h + 2));
-  n->seq = seq;
-  n->klen = (uint16_t)klen;
+  n->seq = p->seq;
+  n->klen = (uint16_t)p->klen;
   n->kind = kind;
   n->height = (uint8_t)h;
-  n->vlen = vlen;
-  memcpy(n->key, p.key, klen);
+  n->vlen = kind == MT_TOMB ? 0 : vlen;
+  memcpy(n->key, p->key, p->klen);
   if (kind == MT_INLINE && vlen)
-    memcpy(n->key + klen, val, vlen);
+    memcpy(n->key + p->klen, val, vlen);
   else if (kind == MT_VREF)
-    memcpy(n->key + klen, &vpos, 8);
+    memcpy(n->key + p->klen, &vpos, 8);
 
-  for (uint32_t lv = m->height; lv < h; lv++)
-    preds[lv] = m->head;
   if (h > m->height)
     m->height = h;
   for (uint32_t lv = 0; lv < h; lv++) {
@@ -433,20 +421,158 @@ int mt_put(struct mt *m, const void *key, uint32_t klen, uint64_t seq, uint8_t k
   if (!*slot) {
     *mt_hnext(n) = NULL;
     *slot = n;
-  } else if ((*slot)->seq < seq) {
+  } else if ((*slot)->seq < p->seq) {
     *mt_hnext(n) = *mt_hnext(*slot);
     *slot = n;
   } else {
     *mt_hnext(n) = NULL;
   }
-  mt_prev_set(n, x == m->head ? NULL : x);
+  struct mt_node *after = mt_next(n, 0);
+  mt_prev_set(n, preds[0] == m->head ? NULL : preds[0]);
   if (after)
     mt_prev_set(after, n);
   else
     m->tail = n;
   m->count++;
-  if (seq > m->seq_max)
-    m->seq_max = seq;
+  if (p->seq > m->seq_max)
+    m->seq_max = p->seq;
+  return n;
+}
+
+int mt_put(struct mt *m, const void *key, uint32_t klen, uint64_t seq, uint8_t kind,
+           const void *val, uint32_t vlen, uint64_t vpos)
+{
+  if (!m)
+    return JDB_EINVAL;
+  int64_t vbytes = mt_vbytes(kind, val, vlen);
+  if (vbytes < 0)
+    return JDB_EINVAL;
+  uint64_t kbuf[MT_KEY_MAX / 8];
+  struct mt_probe p;
+  int rc = mt_probe_init(&p, kbuf, key, klen, seq);
+  if (rc)
+    return rc;
+  struct mt_node *preds[MT_HEIGHT_MAX];
+  struct mt_node *x = mt_find(m, &p, 0, preds);
+  struct mt_node *after = mt_next(x, 0);
+  if (after && mt_cmp(after, &p) == 0)
+    return JDB_EEXIST;
+  for (uint32_t lv = m->height; lv < MT_HEIGHT_MAX; lv++)
+    preds[lv] = m->head;
+  return mt_link_in(m, &p, hash64(p.key, klen), kind, val, vlen, (uint32_t)vbytes, vpos, preds)
+             ? JDB_OK
+             : JDB_ENOMEM;
+}
+
+/* One search of mt_put_many's group, advanced a step per round. cand: the node to compare next
+   on level lv (NULL or bound: the level's end for this key), already prefetched. */
+struct mt_walk {
+  struct mt_probe p;
+  struct mt_node *x, *cand, *bound;
+  uint32_t lv;
+  int done;
+  uint64_t hash;
+  struct mt_node *preds[MT_HEIGHT_MAX];
+};
+
+/* mt_find(le = 0) for every walk, in rounds: each round compares one prefetched node per walk and
+   prefetches the next one, so the walks' cache misses overlap (a lone search is a chain of ~20
+   dependent misses). */
+static void mt_find_many(const struct mt *m, struct mt_walk *w, size_t n)
+{
+  size_t live = n;
+  for (size_t i = 0; i < n; i++) {
+    w[i].x = m->head;
+    w[i].bound = NULL;
+    w[i].lv = m->height - 1;
+    w[i].cand = mt_next(m->head, w[i].lv);
+    w[i].done = 0;
+    mt_prefetch_link(w[i].cand, w[i].lv);
+    __builtin_prefetch(&m->slots[w[i].hash & m->mask]);
+    for (uint32_t lv = m->height; lv < MT_HEIGHT_MAX; lv++)
+      w[i].preds[lv] = m->head;
+  }
+  while (live) {
+    for (size_t i = 0; i < n; i++) {
+      struct mt_walk *k = &w[i];
+      if (k->done)
+        continue;
+      if (k->cand != k->bound) {
+        int c = mt_cmp(k->cand, &k->p);
+        if (c < 0) {   /* before the key: go on along this level */
+          k->x = k->cand;
+          k->cand = mt_next(k->x, k->lv);
+          mt_prefetch_link(k->cand, k->lv);
+          continue;
+        }
+        k->bound = k->cand;
+      }
+      k->preds[k->lv] = k->x;   /* the level ends here for this key: down one */
+      if (k->lv == 0) {
+        k->done = 1;
+        live--;
+        continue;
+      }
+      k->lv--;
+      k->cand = mt_next(k->x, k->lv);
+      mt_prefetch_link(k->cand, k->lv);
+    }
+  }
+}
+
+int mt_put_many(struct mt *m, uint64_t seq, struct mt_put_req *r, size_t n)
+{
+  if (!m || (n && !r))
+    return JDB_EINVAL;
+  struct mt_walk w[MT_PUT_GROUP];
+  uint64_t (*kbuf)[MT_KEY_MAX / 8] = m->kbufs;   /* the probes' aligned key copies */
+  size_t idx[MT_PUT_GROUP];
+  for (size_t g = n; g > 0;) {
+    /* a group of the last requests not done yet, taken last to first; bad ones answer at once */
+    size_t k = 0;
+    for (; g > 0 && k < MT_PUT_GROUP; g--) {
+      struct mt_put_req *q = &r[g - 1];
+      if (mt_vbytes(q->kind, q->val, q->vlen) < 0 ||
+          mt_probe_init(&w[k].p, kbuf[k], q->key, q->klen, seq) != JDB_OK) {
+        q->rc = JDB_EINVAL;
+        continue;
+      }
+      w[k].hash = hash64(w[k].p.key, q->klen);
+      idx[k++] = g - 1;
+    }
+    mt_find_many(m, w, k);
+    for (size_t i = 0; i < k; i++) {
+      struct mt_put_req *q = &r[idx[i]];
+      struct mt_walk *a = &w[i];
+      struct mt_node *after = mt_next(a->preds[0], 0);
+      if (after && mt_cmp(after, &a->p) == 0) {
+        q->rc = JDB_EEXIST;
+        continue;
+      }
+      struct mt_node *nd = mt_link_in(m, &a->p, a->hash, q->kind, q->val, q->vlen,
+                                      (uint32_t)mt_vbytes(q->kind, q->val, q->vlen), q->vpos,
+                                      a->preds);
+      if (!nd) {
+        q->rc = JDB_ENOMEM;
+        continue;
+      }
+      q->rc = JDB_OK;
+      /* the searches still to insert ran before this node existed: where it now sits between
+         one of their predecessors and their key, it is their predecessor */
+      for (size_t j = i + 1; j < k; j++) {
+        struct mt_walk *b = &w[j];
+        int before = -1;   /* nd before b's key: unknown yet */
+        for (uint32_t lv = 0; lv < nd->height; lv++) {
+          if (b->preds[lv] != a->preds[lv])
+            continue;
+          if (before < 0)
+            before = mt_cmp(nd, &b->p) < 0;
+          if (before)
+            b->preds[lv] = nd;
+        }
+      }
+    }
+  }
   return JDB_OK;
 }
 
@@ -503,7 +629,9 @@ int mt_get(const struct mt *m, const void *key, uint32_t klen, uint64_t snap_seq
 
 size_t mt_bytes(const struct mt *m)
 {
-  return m ? m->bytes + sizeof *m + (m->mask + 1) * sizeof *m->slots : 0;
+  return m ? m->bytes + sizeof *m + (m->mask + 1) * sizeof *m->slots +
+                 MT_PUT_GROUP * sizeof *m->kbufs
+           : 0;
 }
 
 uint64_t mt_count(const struct mt *m)

@@ -52,6 +52,23 @@ void mt_destroy(struct mt *m);   /* NULL is a no-op */
 int mt_put(struct mt *m, const void *key, uint32_t klen, uint64_t seq, uint8_t kind,
            const void *val, uint32_t vlen, uint64_t vpos);
 
+/* Many mt_put of one seq (a batch): each request's rc as mt_put gives it, applied last to first
+   (of two requests with one key, the later is the entry and the earlier gets JDB_EEXIST). The
+   requests are searched in groups of MT_PUT_GROUP whose cache misses overlap (the searches
+   advance a node per round), then linked in one by one. JDB_OK (see each rc), JDB_EINVAL (m
+   NULL, or r NULL with n > 0). */
+#define MT_PUT_GROUP 16u
+struct mt_put_req {
+  const void *key;
+  uint32_t klen;
+  uint8_t kind;
+  const void *val;
+  uint32_t vlen;
+  uint64_t vpos;
+  int rc;
+};
+int mt_put_many(struct mt *m, uint64_t seq, struct mt_put_req *r, size_t n);
+
 /* Newest entry of key with seq <= snap_seq (a tombstone is returned as an entry), found through
    the hash index, not a search. JDB_OK,
    JDB_NOTFOUND, JDB_EINVAL (NULL argument, klen 0 or above 1152; *out zeroed). out->key points

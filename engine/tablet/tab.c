@@ -157,28 +157,42 @@ struct tab_apply_op {
 };
 
 /* Ops are applied last to first, so that of two ops on one key the later one is the entry (the
-   earlier one meets JDB_EEXIST and is skipped). A value referenced in the log is accounted live
-   in vlog when it becomes an entry. */
+   earlier one meets JDB_EEXIST and is skipped), MT_PUT_GROUP at a time through mt_put_many (their
+   searches overlap their cache misses). A value referenced in the log is accounted live in vlog
+   when it becomes an entry. Nothing here parks, so the key scratch is the tablet's. */
+#define TAB_IK_STRIDE (8u + WAL_KEY_MAX)
 static int tab_mt_apply(struct tab *t, struct mt *m, uint64_t table, uint64_t seq,
                         const struct tab_apply_op *ops, uint32_t n)
 {
-  uint8_t ik[8 + WAL_KEY_MAX];
-  be64_put(ik, table);
-  for (uint32_t i = n; i-- > 0;) {
-    const struct tab_apply_op *op = &ops[i];
-    memcpy(ik + 8, op->key, op->klen);
-    uint8_t kind = op->kind == WAL_OP_DEL ? MT_TOMB : op->ref.len ? MT_VREF : MT_INLINE;
-    int rc = mt_put(m, ik, 8 + op->klen, seq, kind, op->val, kind == MT_VREF ? op->ref.len :
-                    kind == MT_INLINE ? op->vlen : 0, op->ref.pos);
-    if (rc == JDB_EEXIST)
-      continue;
+  if (!t->apply_ik && !(t->apply_ik = mem_malloc((size_t)MT_PUT_GROUP * TAB_IK_STRIDE)))
+    return JDB_ENOMEM;
+  struct mt_put_req q[MT_PUT_GROUP];
+  for (uint32_t hi = n; hi > 0;) {
+    uint32_t lo = hi > MT_PUT_GROUP ? hi - MT_PUT_GROUP : 0;
+    for (uint32_t i = lo; i < hi; i++) {
+      const struct tab_apply_op *op = &ops[i];
+      uint8_t *ik = t->apply_ik + (size_t)(i - lo) * TAB_IK_STRIDE;
+      be64_put(ik, table);
+      memcpy(ik + 8, op->key, op->klen);
+      uint8_t kind = op->kind == WAL_OP_DEL ? MT_TOMB : op->ref.len ? MT_VREF : MT_INLINE;
+      q[i - lo] = (struct mt_put_req){
+          .key = ik, .klen = 8 + op->klen, .kind = kind, .val = op->val,
+          .vlen = kind == MT_VREF ? op->ref.len : kind == MT_INLINE ? op->vlen : 0,
+          .vpos = op->ref.pos};
+    }
+    int rc = mt_put_many(m, seq, q, hi - lo);
     if (rc)
       return rc;
-    if (kind == MT_VREF) {
-      rc = vlog_account_add(t->vlog, op->ref);
+    for (uint32_t i = hi; i-- > lo;) {
+      rc = q[i - lo].rc;
+      if (rc == JDB_EEXIST)
+        continue;
       if (rc)
         return rc;
+      if (q[i - lo].kind == MT_VREF && (rc = vlog_account_add(t->vlog, ops[i].ref)) != JDB_OK)
+        return rc;
     }
+    hi = lo;
   }
   return JDB_OK;
 }
@@ -982,6 +996,7 @@ static void tab_free(struct tab *t)
   mem_free(t->dir);
   mem_free(t->drops);
   mem_free(t->scratch);
+  mem_free(t->apply_ik);
   mem_free(t->wops);
   mem_free(t->vrefs);
   mem_free(t->aops);

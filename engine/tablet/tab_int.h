@@ -101,6 +101,7 @@ struct tab {
   /* write-path scratch */
   uint8_t *scratch;
   size_t scratch_cap;
+  uint8_t *apply_ik;               /* tab_mt_apply: MT_PUT_GROUP composite keys (made on first use) */
   void *wops;              /* struct wal_op[], wcap */
   void *vrefs;             /* struct wal_vref[], wcap */
   void *aops;              /* struct tab_apply_op[] (tab.c), wcap */

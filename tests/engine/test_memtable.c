@@ -279,17 +279,18 @@ static void test_create_args(void **state)
   assert_int_equal(mt_create((64u << 10) - 1, 0, &m), JDB_EINVAL);
   assert_null(m);
   assert_int_equal(mt_create((size_t)1 << 31, 0, &m), JDB_EINVAL);
+  const size_t scratch = MT_PUT_GROUP * (size_t)T_KMAX;   /* mt_put_many's key copies */
   assert_int_equal(mt_create(64u << 10, 16, &m), JDB_OK);
-  assert_true(mt_bytes(m) >= (64u << 10) + 16 * sizeof(void *));
-  assert_true(mt_bytes(m) < (64u << 10) + 16 * sizeof(void *) + 4096);
+  assert_true(mt_bytes(m) >= (64u << 10) + 16 * sizeof(void *) + scratch);
+  assert_true(mt_bytes(m) < (64u << 10) + 16 * sizeof(void *) + scratch + 4096);
   mt_destroy(m);
   assert_int_equal(mt_create(64u << 10, 1000, &m), JDB_OK);   /* rounded down to 512 slots */
-  assert_true(mt_bytes(m) >= (64u << 10) + 512 * sizeof(void *));
-  assert_true(mt_bytes(m) < (64u << 10) + 512 * sizeof(void *) + 4096);
+  assert_true(mt_bytes(m) >= (64u << 10) + 512 * sizeof(void *) + scratch);
+  assert_true(mt_bytes(m) < (64u << 10) + 512 * sizeof(void *) + scratch + 4096);
   mt_destroy(m);
   assert_int_equal(mt_create(64u << 10, 0, &m), JDB_OK);   /* chunk / 64 slots */
-  assert_true(mt_bytes(m) >= (64u << 10) + 1024 * sizeof(void *));
-  assert_true(mt_bytes(m) < (64u << 10) + 1024 * sizeof(void *) + 4096);
+  assert_true(mt_bytes(m) >= (64u << 10) + 1024 * sizeof(void *) + scratch);
+  assert_true(mt_bytes(m) < (64u << 10) + 1024 * sizeof(void *) + scratch + 4096);
   mt_destroy(m);
   assert_int_equal(mt_create(0, 0, &m), JDB_OK);
   assert_true(mt_bytes(m) >= (1u << 20));
@@ -700,6 +701,117 @@ static void test_large_chunks(void **state)
   mt_destroy(m);
 }
 
+/* Two memtables hold the same entries, entry for entry (cursor walk), and answer mt_get alike. */
+static void mt_same(struct mt *a, struct mt *b, struct tutil_rng *r, const struct model *md)
+{
+  assert_true(mt_count(a) == mt_count(b));
+  assert_true(mt_seq_max(a) == mt_seq_max(b));
+  struct mt_cursor ca, cb;
+  mt_cursor_init(&ca, a);
+  mt_cursor_init(&cb, b);
+  int ra = mt_cursor_first(&ca), rb = mt_cursor_first(&cb);
+  size_t n = 0;
+  for (; ra == JDB_OK && rb == JDB_OK; ra = mt_cursor_next(&ca), rb = mt_cursor_next(&cb), n++) {
+    struct mt_ent x, y;
+    assert_int_equal(mt_cursor_ent(&ca, &x), JDB_OK);
+    assert_int_equal(mt_cursor_ent(&cb, &y), JDB_OK);
+    assert_int_equal(x.klen, y.klen);
+    assert_memory_equal(x.key, y.key, x.klen);
+    assert_true(x.seq == y.seq && x.kind == y.kind && x.vlen == y.vlen);
+    if (x.kind == MT_INLINE && x.vlen)
+      assert_memory_equal(x.val, y.val, x.vlen);
+    if (x.kind == MT_VREF)
+      assert_true(x.vpos == y.vpos);
+  }
+  assert_int_equal(ra, JDB_NOTFOUND);
+  assert_int_equal(rb, JDB_NOTFOUND);
+  assert_true(n == mt_count(a));
+  for (int t = 0; t < 200 && md->n; t++) {
+    const struct ment *e = &md->e[below(r, md->n)];
+    uint64_t snap = below(r, 3) == 0 ? UINT64_MAX : e->seq + below(r, 3) - 1;
+    struct mt_ent x, y;
+    int gx = mt_get(a, e->key, e->klen, snap, &x), gy = mt_get(b, e->key, e->klen, snap, &y);
+    assert_int_equal(gx, gy);
+    if (gx == JDB_OK)
+      assert_true(x.seq == y.seq && x.kind == y.kind && x.vlen == y.vlen);
+  }
+}
+
+/* mt_put_many against mt_put applied last to first: random batches (keys near earlier ones,
+   repeats within a batch, now and then a batch reusing an earlier batch's seq, bad requests),
+   the same rc per request and the same memtable afterwards; with a hash index of `slots`. */
+#define PM_MAX 48
+static void put_many_run(uint64_t seed, size_t slots, size_t batches)
+{
+  struct tutil_rng r;
+  tutil_rng_init(&r, tutil_seed() ^ seed);
+  struct mt *a, *b;
+  assert_int_equal(mt_create(0, slots, &a), JDB_OK);
+  assert_int_equal(mt_create(0, 0, &b), JDB_OK);
+  struct model md = {0};
+  static struct ment e[PM_MAX];
+  static uint8_t vb[PM_MAX][MT_INLINE_MAX];
+  struct mt_put_req q[PM_MAX];
+  int rb[PM_MAX];
+  uint64_t *seqs = calloc(batches, sizeof *seqs);
+  assert_non_null(seqs);
+  size_t ok = 0, eexist = 0, einval = 0;
+  for (size_t bt = 0; bt < batches; bt++) {
+    uint64_t seq = bt && below(&r, 20) == 0 ? seqs[below(&r, bt)] : hash_u64(bt + 1) | 1;
+    seqs[bt] = seq;
+    size_t n = 1 + below(&r, below(&r, 4) == 0 ? PM_MAX : 6);
+    for (size_t i = 0; i < n; i++) {
+      if (i && below(&r, 6) == 0) {
+        e[i] = e[below(&r, i)];   /* the same key again: the later request wins */
+      } else {
+        e[i].klen = key_gen(&r, &md, e[i].key);
+      }
+      e[i].seq = seq;
+      uint64_t u = below(&r, 8);
+      ment_value(&e[i], u < 5 ? MT_INLINE : u < 7 ? MT_VREF : MT_TOMB, vb[i]);
+      q[i] = (struct mt_put_req){.key = e[i].key, .klen = e[i].klen, .kind = e[i].kind,
+                                 .val = vb[i], .vlen = e[i].vlen, .vpos = e[i].vpos, .rc = 777};
+      if (below(&r, 50) == 0) {   /* a bad request */
+        if (below(&r, 2))
+          q[i].klen = 0;
+        else
+          q[i].kind = 9;
+      }
+    }
+    assert_int_equal(mt_put_many(a, seq, q, n), JDB_OK);
+    for (size_t i = n; i-- > 0;)
+      rb[i] = mt_put(b, q[i].key, q[i].klen, seq, q[i].kind, q[i].val, q[i].vlen, q[i].vpos);
+    for (size_t i = 0; i < n; i++) {
+      assert_int_equal(q[i].rc, rb[i]);
+      ok += rb[i] == JDB_OK;
+      eexist += rb[i] == JDB_EEXIST;
+      einval += rb[i] == JDB_EINVAL;
+      if (rb[i] == JDB_OK)
+        model_add(&md, &e[i]);
+    }
+    if (bt % 500 == 499)
+      mt_same(a, b, &r, &md);
+  }
+  mt_same(a, b, &r, &md);
+  assert_true(ok > 0 && eexist > 0 && einval > 0);
+  print_message("  slots %zu: %zu entries, %zu refused (same key and seq), %zu bad\n", slots, ok,
+                eexist, einval);
+  assert_int_equal(mt_put_many(NULL, 1, q, 1), JDB_EINVAL);
+  assert_int_equal(mt_put_many(a, 1, NULL, 1), JDB_EINVAL);
+  assert_int_equal(mt_put_many(a, 1, NULL, 0), JDB_OK);
+  free(seqs);
+  free(md.e);
+  mt_destroy(a);
+  mt_destroy(b);
+}
+
+static void test_put_many(void **state)
+{
+  (void)state;
+  put_many_run(0x9a1, 0, scaled(6000));
+  put_many_run(0x9a2, 1, scaled(600));
+}
+
 /* Allocation failures: create fails cleanly, and a put that needs a new chunk changes nothing. */
 static int g_fail;
 static int g_allow = -1;   /* >= 0: allocations that succeed before they all fail */
@@ -719,7 +831,7 @@ static void test_enomem(void **state)
   struct mt *m = (struct mt *)&g_scale;
   assert_int_equal(mt_create(0, 0, &m), JDB_ENOMEM);
   assert_null(m);
-  for (int allow = 1; allow <= 2; allow++) {   /* the index, then the first chunk, fails */
+  for (int allow = 1; allow <= 3; allow++) {   /* the index, the key scratch, the first chunk */
     g_fail = 0;
     g_allow = allow;
     m = (struct mt *)&g_scale;
@@ -778,6 +890,7 @@ int main(void)
     cmocka_unit_test(test_order),
     cmocka_unit_test(test_model_random),
     cmocka_unit_test(test_model_collisions),
+    cmocka_unit_test(test_put_many),
     cmocka_unit_test(test_cursor_stability),
     cmocka_unit_test(test_large_chunks),
     cmocka_unit_test(test_enomem),
