@@ -5,7 +5,9 @@
  *
  * Read-only (tab_opts.read_only): every path that would log something (tab_commit: writes,
  * catalog changes) or checkpoint (tab_ckpt, tab_ckpt_maybe, tab_close) refuses first; open
- * creates nothing. Recovery itself is unchanged: wal_replay may still repair the log tail.
+ * creates nothing. Recovery reads the log without repairing it (wal_opts.read_only: a torn tail
+ * is left as it is, no segment is synced, created or removed), so a read-only open writes
+ * nothing at all - several may share a directory no writer holds.
  *
  * Recovery, exactly once: the superblock names the first log record that is not in its tree
  * (replay_pos) and the highest seq the tree holds (seq_max). Every BATCH record from replay_pos
@@ -1061,7 +1063,8 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
   rc = pg_open(ctx, pages, &po, o.create_if_missing, &t->pg);
   if (rc)
     goto fail;
-  struct wal_opts wo = {.segment_bytes = o.segment_bytes, .inline_max = o.inline_max};
+  struct wal_opts wo = {.segment_bytes = o.segment_bytes, .inline_max = o.inline_max,
+                        .read_only = o.read_only};
   rc = wal_open(ctx, logdir, &wo, &t->wal);
   if (rc)
     goto fail;

@@ -209,11 +209,12 @@ int wal_open(struct fs_ctx *ctx, const char *dir, const struct wal_opts *opts, s
     if (opts->segment_bytes)
       o.segment_bytes = opts->segment_bytes;
     o.inline_max = opts->inline_max ? opts->inline_max : o.inline_max;
+    o.read_only = opts->read_only;
   }
   if (o.segment_bytes < (1u << 20) || o.segment_bytes > (1ull << 38))
     return JDB_EINVAL;
   o.segment_bytes = (o.segment_bytes + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
-  int rc = fs_mkdir(ctx, dir);
+  int rc = o.read_only ? JDB_OK : fs_mkdir(ctx, dir);
   if (rc)
     return rc;
   struct wal *w = mem_calloc(1, sizeof *w);
@@ -775,6 +776,8 @@ int wal_segment_drop(struct wal *w, uint32_t seg)
 {
   if (!w || !w->replayed || seg >= w->cur_seg)
     return JDB_EINVAL;
+  if (w->o.read_only)
+    return JDB_EREADONLY;
   int found = 0;
   for (size_t i = 0; i < w->nsegs; i++)
     found |= w->segs[i] == seg;
@@ -1230,6 +1233,17 @@ static int wal_drop_after(struct wal *w, uint32_t seg)
   return JDB_OK;
 }
 
+/* The end of a read-only replay: the positions are set; nothing was written and nothing may be. */
+static int wal_replay_end_ro(struct wal *w, uint64_t *end_pos)
+{
+  w->cur_seg = LOG_POS_SEG(w->append_pos);
+  w->replayed = 1;
+  w->poison = JDB_EREADONLY;
+  if (end_pos)
+    *end_pos = w->append_pos;
+  return JDB_OK;
+}
+
 int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uint64_t *end_pos)
 {
   if (!w || w->replayed)
@@ -1238,6 +1252,10 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
   if (w->nsegs == 0) {
     if (from_pos && LOG_POS_SEG(from_pos) > 1)
       return JDB_CORRUPT("log is empty but the checkpoint names a later position", from_pos);
+    if (w->o.read_only) {
+      w->append_pos = w->written_pos = w->durable_pos = LOG_POS(1, 0);
+      return wal_replay_end_ro(w, end_pos);
+    }
     rc = wal_seg_create(w, 1, w->o.segment_bytes);
     if (rc)
       return rc;
@@ -1312,7 +1330,7 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
     int last = 1;
     for (size_t i = 0; i < w->nsegs; i++)
       last &= w->segs[i] != seg + 1;
-    if (last) {
+    if (last && !w->o.read_only) {
       /* The history ends with this END record, which may have come from the page cache of a
          process that died before its fdatasync completed. A roll creates the next segment only
          once the END is durable; the replay below creates it now, so make this one durable
@@ -1335,6 +1353,11 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
       goto out;
     fs_file_close(w->ctx, wn.f);
     wn.f = NULL;
+    if (w->o.read_only) {   /* the torn tail and anything after it stay on disk, unread */
+      w->append_pos = w->written_pos = w->durable_pos = stop;
+      rc = wal_replay_end_ro(w, end_pos);
+      goto out;
+    }
     rc = wal_drop_after(w, seg);
     if (rc)
       goto out;
@@ -1369,6 +1392,11 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
        the middle of the history is missing. */
     if (w->segs[w->nsegs - 1] > next_seg) {
       rc = JDB_CORRUPT("log segment missing from the middle of the history", next_seg);
+      goto out;
+    }
+    if (w->o.read_only) {
+      w->append_pos = w->written_pos = w->durable_pos = LOG_POS(next_seg, 0);
+      rc = wal_replay_end_ro(w, end_pos);
       goto out;
     }
     rc = wal_seg_create(w, next_seg, w->o.segment_bytes);

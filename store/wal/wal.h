@@ -48,6 +48,9 @@ struct wal_opts {
   uint64_t segment_bytes;   /* default 64 MiB; rounded up to 1 MiB; at least 1 MiB. A record
                                too large for an empty segment gets a segment sized to fit. */
   uint32_t inline_max;      /* values longer than this get a value reference (default 256) */
+  int read_only;            /* open and replay write nothing: no log directory made, no torn
+                               tail cut, no segment synced, created or removed; appends, syncs
+                               and segment drops give JDB_EREADONLY */
 };
 
 /* Op kinds in a batch. */

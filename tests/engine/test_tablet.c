@@ -3083,6 +3083,49 @@ static void test_read_only(void **state)
   const char *img = tutil_tmpdir("tab_ro_img");
   copy_tree(e.dir, img);                               /* what kill -9 would leave */
   tenv_close(&e);
+  /* a torn record after the last one, and a segment after the one the history ends in (as a
+     writer that died while making its next segment leaves it): a writable open removes that
+     segment, a read-only one must leave everything */
+  char seg[4096] = "", logdir[4096];
+  uint32_t last = 0;
+  tutil_path(logdir, sizeof logdir, img, "log");
+  for (uint32_t n = 1; n < 1000; n++) {
+    char name[32], path[4096];
+    snprintf(name, sizeof name, "%08u.log", n);
+    tutil_path(path, sizeof path, logdir, name);
+    struct stat sst;
+    if (stat(path, &sst) == 0) {
+      memcpy(seg, path, sizeof seg);
+      last = n;
+    }
+  }
+  assert_true(seg[0]);
+  {
+    char name[32], path[4096];
+    snprintf(name, sizeof name, "%08u.log", last + 1);
+    tutil_path(path, sizeof path, logdir, name);
+    int nf = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+    assert_true(nf >= 0);
+    assert_int_equal(ftruncate(nf, 1 << 20), 0);
+    close(nf);
+  }
+  int fd = open(seg, O_RDWR);
+  assert_true(fd >= 0);
+  struct stat fst;
+  assert_int_equal(fstat(fd, &fst), 0);
+  uint8_t *segb = malloc((size_t)fst.st_size);
+  assert_non_null(segb);
+  assert_int_equal(pread(fd, segb, (size_t)fst.st_size, 0), fst.st_size);
+  off_t tail = fst.st_size;
+  while (tail > 0 && segb[tail - 1] == 0)
+    tail--;
+  tail = (tail + 7) & ~(off_t)7;
+  assert_true(tail > 0 && tail + 64 <= fst.st_size);
+  uint8_t junk[40];
+  memset(junk, 0xab, sizeof junk);
+  assert_int_equal(pwrite(fd, junk, sizeof junk, tail), (ssize_t)sizeof junk);
+  close(fd);
+  free(segb);
   uint64_t h0 = dir_state_hash(img);
 
   struct tab_opts ro = o;
@@ -3124,8 +3167,9 @@ static void test_read_only(void **state)
   assert_null(t);
   struct stat sst;
   assert_int_not_equal(stat(missing, &sst), 0);
-  /* a writable open afterwards finds the same history and takes writes */
+  /* a writable open afterwards finds the same history, repairs the tail and takes writes */
   assert_int_equal(tab_open(e.ctx, img, &o, &t), JDB_OK);
+  assert_true(dir_state_hash(img) != h0);   /* the extra segment is gone, read-only left it */
   cdata_check(t, id, &d, 1);
   cdata_write(t, id, &d, &r, 0, 100, 20, 0);
   cdata_check(t, id, &d, 1);

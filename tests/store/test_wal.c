@@ -1091,6 +1091,36 @@ static void test_torn_stale_records(void **state)
 
   struct count_rp c = {0};
   uint64_t e2;
+  {
+    /* A read-only open replays the same history and changes nothing: the stale records stay,
+       no segment appears, every write is refused. */
+    char before[4096], after[4096];
+    dir_list(dir, before, sizeof before);
+    size_t len0, len1;
+    uint8_t *img0 = file_slurp(path, &len0);
+    struct wal_opts ro = o;
+    ro.read_only = 1;
+    assert_int_equal(wal_open(ctx, dir, &ro, &w), JDB_OK);
+    assert_int_equal(wal_replay(w, 0, count_cb, &c, &e2), JDB_OK);
+    assert_int_equal(c.batches, N);
+    assert_int_equal(e2, pos[N + 1]);
+    assert_int_equal(wal_append_pos(w), pos[N + 1]);
+    uint8_t pl[8] = {0};
+    uint64_t p1, p2;
+    assert_int_equal(wal_append_record(w, LOG_REC_MOVE, pl, sizeof pl, &p1, &p2), JDB_EREADONLY);
+    assert_int_equal(gen_append(w, &g, seed, N + 9, &end, NULL), JDB_EREADONLY);
+    assert_int_equal(wal_flush(w), JDB_EREADONLY);
+    assert_int_equal(wal_sync(w), JDB_OK);   /* nothing to make durable */
+    wal_close(w);
+    uint8_t *img1 = file_slurp(path, &len1);
+    assert_true(len0 == len1);
+    assert_memory_equal(img0, img1, len0);
+    dir_list(dir, after, sizeof after);
+    assert_string_equal(before, after);
+    free(img0);
+    free(img1);
+    memset(&c, 0, sizeof c);
+  }
   assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
   assert_int_equal(wal_replay(w, 0, count_cb, &c, &e2), JDB_OK);
   assert_int_equal(c.batches, N);
@@ -1117,6 +1147,55 @@ static void test_torn_stale_records(void **state)
   free(z);
   free(now);
   free(payload);
+  gen_free(&g);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
+/* Read-only opens of a missing directory (not created), an empty one (no segment created) and a
+   log over three segments (every record replayed, nothing written, a segment drop refused). */
+static void test_read_only_open(void **state)
+{
+  (void)state;
+  uint64_t seed = tutil_seed() ^ 0x40ad;
+  const char *dir = tutil_tmpdir("wal_ro");
+  struct fs_ctx *ctx = ctx_new();
+  struct wal_opts o = {.segment_bytes = MIB}, ro = o;
+  ro.read_only = 1;
+  char missing[4096], list[4096];
+  tutil_path(missing, sizeof missing, dir, "nope");
+  struct wal *w = NULL;
+  assert_int_not_equal(wal_open(ctx, missing, &ro, &w), JDB_OK);
+  assert_null(w);
+  assert_false(file_exists(missing));
+  assert_int_equal(wal_open(ctx, dir, &ro, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  uint8_t pl[8] = {0};
+  assert_int_equal(wal_append_record(w, LOG_REC_MOVE, pl, sizeof pl, NULL, NULL), JDB_EREADONLY);
+  wal_close(w);
+  dir_list(dir, list, sizeof list);
+  assert_string_equal(list, "");
+  /* records over three segments (rolls write END records), synced */
+  struct gen g;
+  gen_init(&g, &SH_SMALL);
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  uint64_t end = 0, n = 0;
+  while (LOG_POS_SEG(wal_append_pos(w)) < 3)
+    assert_int_equal(gen_append(w, &g, seed, ++n, &end, NULL), JDB_OK);
+  assert_int_equal(wal_sync(w), JDB_OK);
+  wal_close(w);
+  char before[4096], after[4096], path[4096];
+  dir_list_segments(dir, before, sizeof before);
+  assert_int_equal(wal_open(ctx, dir, &ro, &w), JDB_OK);
+  struct count_rp c = {0};
+  assert_int_equal(wal_replay(w, 0, count_cb, &c, NULL), JDB_OK);
+  assert_true(c.batches == n);
+  assert_int_equal(wal_segment_drop(w, 1), JDB_EREADONLY);
+  wal_close(w);
+  dir_list_segments(dir, after, sizeof after);
+  assert_string_equal(before, after);
+  assert_true(file_exists(seg_path(path, sizeof path, dir, 1)));
   gen_free(&g);
   fs_ctx_destroy(ctx);
   tutil_rmrf(dir);
@@ -2288,6 +2367,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_wait_spurious_wake),
     cmocka_unit_test(test_torn_tail),
     cmocka_unit_test(test_torn_stale_records),
+    cmocka_unit_test(test_read_only_open),
     cmocka_unit_test(test_bitflip_durable),
     cmocka_unit_test(test_bitflip_tail),
     cmocka_unit_test(test_err_write_eio),
