@@ -700,11 +700,12 @@ static void ab_case(struct ab_run *r, int ci, int which)
   if (which == AB_JDB && c->kind != AB_GET) {
     uint64_t syncs = s1.io_syncs - s0.io_syncs, writes = s1.writes - s0.writes;
     bench_note("%s: %llu writes, %llu checkpoints, %llu syncs (%.1f writes per sync), "
-               "%llu calls served",
+               "%llu calls served; fdatasync p50 / p99 since open %.1f / %.1f us",
                name, (unsigned long long)writes,
                (unsigned long long)(s1.checkpoints - s0.checkpoints), (unsigned long long)syncs,
                syncs ? (double)writes / (double)syncs : 0,
-               (unsigned long long)(s1.calls - s0.calls));
+               (unsigned long long)(s1.calls - s0.calls), (double)s1.io_sync_p50_ns / 1e3,
+               (double)s1.io_sync_p99_ns / 1e3);
   }
 #ifdef JDB_HAVE_ROCKSDB
   if (which == AB_ROCKS && c->kind != AB_GET) {
