@@ -789,7 +789,7 @@ static void bb_space_report(struct bb_run *r)
   char name[96];
   double n = (double)r->set->n;
   struct bt_check_stats cs = {0};
-  int rc = bt_check(r->j.pg, r->j.root, 1, &cs);
+  int rc = bt_check(r->j.pg, r->j.root, BT_CHECK_FILL, &cs);
   if (rc) {
     bench_note("btree.space.%s: bt_check: %s", r->set->name, jdb_strerror(rc));
     r->fail = 1;

@@ -244,9 +244,9 @@ typedef struct jdb_check_report {
  * every batch, out-of-line values' checksums included), read through separate read-only
  * descriptors. The segment being written is read up to what the kernel had when the check
  * began. Reads the whole database (slow on big ones); other calls keep working meanwhile, but
- * no log segment is released until the check of its shard ends. Limitation: a shard's tree
- * walk stops at the first damaged page (one error counted for it; the log check goes on), so
- * `errors` is a lower bound of the damaged pages.
+ * no log segment is released until the check of its shard ends. A damaged page counts one
+ * error and its subtree is skipped; the walk goes on with the rest of the tree (pages under a
+ * damaged branch are not reached, so `errors` counts damaged subtrees, not pages).
  * @param[in,out] report  report->struct_size must be set; fields beyond it are not written.
  *                        Filled also when damage is found.
  * @return JDB_OK when nothing is wrong; JDB_ECORRUPT when something is (report->errors > 0,

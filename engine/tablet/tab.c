@@ -1212,7 +1212,7 @@ int tab_check(struct tab *t)
   uint64_t root = t->cur->root;
   int rc = pg_check(t->pg);
   if (rc == JDB_OK && root)
-    rc = bt_check(t->pg, root, 1, NULL);
+    rc = bt_check(t->pg, root, BT_CHECK_FILL, NULL);
   if (rc)
     return rc;
   struct tab_acct *seen;
@@ -1432,11 +1432,11 @@ int tab_verify(struct tab *t, struct tab_verify_report *r)
     goto out;
   if (v->root) {
     struct bt_check_stats bs = {0};
-    rc = bt_check(t->pg, v->root, 0, &bs);
+    rc = bt_check(t->pg, v->root, BT_CHECK_ALL, &bs);
     r->pages_checked += bs.leaves + bs.branches;
     r->entries_checked += bs.entries;
     if (rc == JDB_ECORRUPT)
-      r->errors++;
+      r->errors += bs.damaged ? bs.damaged : 1;
     else if (rc)
       goto out;
   }

@@ -194,14 +194,20 @@ int bt_cmp(const void *k1, uint32_t l1, uint64_t s1, const void *k2, uint32_t l2
 
 /* Walk the whole tree at root and check every invariant: page structure, key order within and
    across pages, separators bound their subtrees, every leaf prefix is the common prefix of its
-   first and last key, all leaves at the same depth, child levels, and (fill_check != 0) no two
-   neighbouring pages under one parent both under a quarter full while they would fit one page. JDB_OK or JDB_ECORRUPT (logged). For tests and debugging. */
+   first and last key, all leaves at the same depth, child levels, and (flags & BT_CHECK_FILL)
+   no two neighbouring pages under one parent both under a quarter full while they would fit one
+   page. The walk stops at the first damage, unless flags & BT_CHECK_ALL: then a damaged page's
+   subtree is counted (damaged) and skipped, and the walk goes on with its siblings, so every
+   damaged subtree whose parent is sound is found (jdb_check). JDB_OK or JDB_ECORRUPT (each
+   damage logged), JDB_EIO, JDB_ENOMEM. For tests, debugging and jdb_check. */
+enum { BT_CHECK_FILL = 1, BT_CHECK_ALL = 2 };
 struct bt_check_stats {
   uint64_t entries, leaves, branches, height;
   uint64_t leaf_bytes;     /* bytes used in leaves (headers, prefixes, slots, entries) */
   uint64_t key_bytes;      /* sum of full key lengths, for prefix-compression figures */
   uint64_t prefix_saved;   /* bytes the leaf prefixes saved over storing every key whole */
+  uint64_t damaged;        /* BT_CHECK_ALL: damaged subtrees skipped */
 };
-int bt_check(struct pg *pg, uint64_t root, int fill_check, struct bt_check_stats *st);
+int bt_check(struct pg *pg, uint64_t root, unsigned flags, struct bt_check_stats *st);
 
 #endif

@@ -10,6 +10,7 @@
 struct bt_chk {
   struct pg *pg;
   int fill;
+  int all;                /* BT_CHECK_ALL: count a damaged subtree and go on */
   uint32_t leaf_depth;    /* depth of the first leaf met; every leaf must be at it */
   struct bt_check_stats st;
   /* the last entry seen, to check order across leaves */
@@ -205,8 +206,12 @@ static int bt_chk_node(struct bt_chk *ck, uint64_t pgno, int level, uint32_t dep
       }
     }
     rc = bt_chk_node(ck, child, page[7] - 1, depth + 1, &clo, &chi, 0);
-    if (rc == JDB_OK && ck->fill)
+    if (rc == JDB_ECORRUPT && ck->all) {
+      ck->st.damaged++;   /* counted once, here; the siblings are still walked */
+      rc = JDB_OK;
+    } else if (rc == JDB_OK && ck->fill) {
       rc = bt_chk_fill(ck, page, i);
+    }
     clo = chi;
   }
 out:
@@ -214,16 +219,23 @@ out:
   return rc;
 }
 
-int bt_check(struct pg *pg, uint64_t root, int fill_check, struct bt_check_stats *st)
+int bt_check(struct pg *pg, uint64_t root, unsigned flags, struct bt_check_stats *st)
 {
   struct bt_chk *ck = mem_calloc(1, sizeof(*ck));
   if (!ck)
     return JDB_ENOMEM;
   ck->pg = pg;
-  ck->fill = fill_check;
+  ck->fill = (flags & BT_CHECK_FILL) != 0;
+  ck->all = (flags & BT_CHECK_ALL) != 0;
   ck->leaf_depth = UINT32_MAX;
   struct bt_bound inf = {0};
   int rc = root ? bt_chk_node(ck, root, -1, 0, &inf, &inf, 1) : JDB_OK;
+  if (ck->all) {
+    if (rc == JDB_ECORRUPT)
+      ck->st.damaged++;   /* the root's own damage */
+    if (rc == JDB_OK && ck->st.damaged)
+      rc = JDB_ECORRUPT;
+  }
   if (st)
     *st = ck->st;
   mem_free(ck);

@@ -2697,6 +2697,34 @@ static void test_damaged_pages(void **state)
   }
   print_message("  %d damaged pages detected\n", tried);
   assert_true(tried >= M_N);
+
+  /* Three damaged leaves at once: a full check (BT_CHECK_ALL) finds all three and walks the
+     rest; the default check stops at the first. */
+  if (nleaf >= 6) {
+    static uint8_t saved[3][PAGE];
+    uint64_t dmg[3];
+    for (int d = 0; d < 3; d++) {
+      dmg[d] = tp[leaves[d * (nleaf / 3)]].pgno;
+      page_read(e.path, dmg[d], saved[d]);
+      uint8_t bad[PAGE];
+      memcpy(bad, saved[d], PAGE);
+      bad[PAGE / 2] ^= 0x5a;
+      page_write(e.path, dmg[d], bad);
+    }
+    env_reopen(&e, 64);
+    struct bt_check_stats all = {0}, first = {0};
+    assert_int_equal(bt_check(e.p, bt_root(e.t), BT_CHECK_ALL, &all), JDB_ECORRUPT);
+    assert_int_equal(all.damaged, 3);
+    assert_int_equal(all.leaves, nleaf - 3);
+    assert_int_equal(all.branches, nbr);
+    assert_int_equal(bt_check(e.p, bt_root(e.t), 0, &first), JDB_ECORRUPT);
+    assert_int_equal(first.damaged, 0);
+    assert_true(first.leaves < all.leaves);
+    assert_int_equal(pinned(e.p), 0);
+    env_close(&e);
+    for (int d = 0; d < 3; d++)
+      page_write(e.path, dmg[d], saved[d]);
+  }
   env_open(&e);
   assert_int_equal(bt_root(e.t), root);
   verify_full(e.p, root, &m, &r, 20);
