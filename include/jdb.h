@@ -82,10 +82,10 @@ typedef struct jdb_options {
   int      read_only;          /* default 0. 1: no write of any kind is accepted (JDB_EREADONLY),
                                   nothing is created, close does not checkpoint; several
                                   read-only opens may share a directory no writer has open.
-                                  Recovery is the same as in a writable open: the files must be
-                                  writable, and after a crash the first open still cuts a torn
-                                  log tail; it may also create or prepare (zero-fill) the next
-                                  log segment file. Acknowledged data is never changed. */
+                                  Recovery replays the log without repairing it: nothing is
+                                  written (a torn tail after a crash stays for the next
+                                  writable open to cut). The files must still be writable
+                                  (the pages file is opened read-write). */
   uint64_t cache_bytes;        /* buffer pool, whole instance (default 256 MiB; 0 = default).
                                   Each shard gets cache_bytes / shards, at least 256 KiB */
   uint64_t memtable_bytes;     /* per shard, before a checkpoint (default 64 MiB; 0 = default;
