@@ -84,8 +84,7 @@ typedef struct jdb_options {
                                   read-only opens may share a directory no writer has open.
                                   Recovery replays the log without repairing it: nothing is
                                   written (a torn tail after a crash stays for the next
-                                  writable open to cut). The files must still be writable
-                                  (the pages file is opened read-write). */
+                                  writable open to cut). Every file is opened read-only. */
   uint64_t cache_bytes;        /* buffer pool, whole instance (default 256 MiB; 0 = default).
                                   Each shard gets cache_bytes / shards, at least 256 KiB */
   uint64_t memtable_bytes;     /* per shard, before a checkpoint (default 64 MiB; 0 = default;

@@ -1058,7 +1058,8 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
     goto fail;
   }
   memcpy(t->dir, dir, strlen(dir) + 1);
-  struct pg_opts po = {.frames = o.cache_frames, .buffered = o.pages_buffered};
+  struct pg_opts po = {.frames = o.cache_frames, .buffered = o.pages_buffered,
+                       .read_only = o.read_only};
   bt_pg_opts(&po);
   rc = pg_open(ctx, pages, &po, o.create_if_missing, &t->pg);
   if (rc)

@@ -190,6 +190,7 @@ static int pg_opts_resolve(const struct pg_opts *in, struct pg_opts *o)
   if (in->frames)
     o->frames = in->frames;
   o->buffered = in->buffered != 0;
+  o->read_only = in->read_only != 0;
   o->shard_id = in->shard_id;
   o->verify = in->verify;
   o->verify_arg = in->verify_arg;
@@ -226,9 +227,9 @@ int pg_open(struct fs_ctx *ctx, const char *path, const struct pg_opts *opts,
     goto fail;
   memcpy(p->path, path, n + 1);
 
-  unsigned flags = o.buffered ? 0 : FS_O_DIRECT;
+  unsigned flags = (o.buffered ? 0 : FS_O_DIRECT) | (o.read_only ? FS_O_RDONLY : 0);
   rc = fs_file_open(ctx, path, flags, &p->file);
-  if (rc == JDB_NOTFOUND && create_if_missing) {
+  if (rc == JDB_NOTFOUND && create_if_missing && !o.read_only) {
     rc = pg_format(ctx, path, &o);
     if (!rc)
       rc = fs_file_open(ctx, path, flags, &p->file);

@@ -80,6 +80,8 @@ struct pg_opts {
   int buffered;            /* 0 (default): O_DIRECT (with fs's logged fallback to buffered I/O
                               where the file system refuses it); 1: buffered I/O + fdatasync */
   uint32_t shard_id, shard_count;   /* recorded in a new file's superblocks (default 0 / 1) */
+  int read_only;           /* open the file read-only (nothing may be written: pg_commit and
+                              spills then fail with JDB_EIO); never creates it */
   /* Optional: called for every page read from disk after the generic checks (checksum, pgno,
      type, generation) passed and before anyone sees the page, so the layer above can check the
      body's structure once per load instead of on every access. Returns JDB_OK or JDB_ECORRUPT
