@@ -420,6 +420,13 @@ int tab_flush(struct tab *t)
 /* ------------------------------------------------------------------------------------------- */
 /* Reads */
 
+/* A memtable entry as the tree's entry type (enum mt_kind is enum bt_kind). */
+static struct bt_ent tab_ent_of(const struct mt_ent *e)
+{
+  return (struct bt_ent){.key = e->key, .klen = e->klen, .seq = e->seq, .kind = e->kind,
+                         .vlen = e->vlen, .val = e->val, .vpos = e->vpos};
+}
+
 int tab_lookup(struct tab *t, const struct tab_view *v, uint64_t snap, const uint8_t *ikey,
                uint32_t iklen, struct bt_ent *out, void *vbuf)
 {
@@ -429,8 +436,7 @@ int tab_lookup(struct tab *t, const struct tab_view *v, uint64_t snap, const uin
       continue;
     struct mt_ent e;
     if (mt_get(ms[i]->m, ikey, iklen, snap, &e) == JDB_OK) {
-      *out = (struct bt_ent){.key = e.key, .klen = e.klen, .seq = e.seq, .kind = e.kind,
-                             .vlen = e.vlen, .val = e.val, .vpos = e.vpos};
+      *out = tab_ent_of(&e);
       return JDB_OK;
     }
   }
@@ -524,8 +530,7 @@ static void tab_get_group(struct tab *t, const struct tab_view *v, uint64_t snap
     for (int m = 0; m < 2 && !found; m++) {
       struct mt_ent e;
       if (ms[m] && mt_get_hashed(ms[m]->m, q->key, q->klen, g->hash[i], snap, &e) == JDB_OK) {
-        q->out = (struct bt_ent){.key = e.key, .klen = e.klen, .seq = e.seq, .kind = e.kind,
-                                 .vlen = e.vlen, .val = e.val, .vpos = e.vpos};
+        q->out = tab_ent_of(&e);
         q->rc = JDB_OK;
         found = 1;
       }
