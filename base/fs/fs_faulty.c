@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FAULTY_RULES_MAX 16
@@ -49,6 +50,8 @@
 struct faulty_file {
   struct fs_file pub;            /* what the caller holds; backend_priv = inner file */
   int undo_fd;                   /* buffered descriptor for undo reads and restores; -1 */
+  uint64_t dev, ino;             /* the inode: every descriptor of a file shares its writes'
+                                    fate (a sync through one covers writes through another) */
   int closed;
   struct faulty_file *next_all;  /* every file of the ctx, freed at destroy */
 };
@@ -96,6 +99,13 @@ struct faulty_shadow {
 static inline struct faulty_ctx *faulty_of(struct fs_ctx *ctx) { return (struct faulty_ctx *)ctx; }
 static inline struct faulty_file *faulty_file_of(struct fs_file *f) { return (struct faulty_file *)f; }
 static inline struct fs_file *faulty_inner_file(struct fs_file *f) { return f->backend_priv; }
+
+/* Two handles of one file (the log writes through a buffered and an O_DIRECT descriptor of the
+   same segment): the kernel's page cache and fdatasync work per inode, and so does this model. */
+static int faulty_same_file(const struct faulty_file *a, const struct faulty_file *b)
+{
+  return a == b || (a->ino && a->dev == b->dev && a->ino == b->ino);
+}
 
 /* xoshiro256** seeded by splitmix64 */
 static uint64_t faulty_rand(struct faulty_ctx *fc)
@@ -236,9 +246,9 @@ static void faulty_sync_done(struct faulty_ctx *fc, struct faulty_file *ff, uint
   struct faulty_write *w = fc->w_head;
   while (w) {
     struct faulty_write *next = w->next;
-    if (w->file == ff && w->link_sync_seq == sync_seq && !w->done_seq)
+    if (faulty_same_file(w->file, ff) && w->link_sync_seq == sync_seq && !w->done_seq)
       w->covered = 1;      /* its shadow still points at it */
-    else if (w->file == ff &&
+    else if (faulty_same_file(w->file, ff) &&
              ((w->done_seq && w->done_seq < sync_seq) || w->link_sync_seq == sync_seq))
       faulty_write_unlink(fc, w);
     w = next;
@@ -384,7 +394,7 @@ static void faulty_queue_chain(struct faulty_ctx *fc, struct fs_op *head)
       s->sync_seq = ++fc->seq;
       /* Writes linked ahead of this sync in the attempt are covered by it. */
       for (size_t j = 0; j < nfwd; j++)
-        if (sh[j]->w && sh[j]->w->file == faulty_file_of(op->file))
+        if (sh[j]->w && faulty_same_file(sh[j]->w->file, faulty_file_of(op->file)))
           sh[j]->w->link_sync_seq = s->sync_seq;
       break;
     }
@@ -448,7 +458,7 @@ static void faulty_restore(struct faulty_write *w, uint64_t lo, uint64_t hi,
     /* Find the first kept range of this file that intersects [pos, hi). */
     uint64_t cut_lo = hi, cut_hi = hi;
     for (size_t i = 0; i < nkeep; i++) {
-      if (kf[i] != w->file || keep[i].hi <= pos || keep[i].lo >= hi)
+      if (!faulty_same_file(kf[i], w->file) || keep[i].hi <= pos || keep[i].lo >= hi)
         continue;
       uint64_t a = keep[i].lo > pos ? keep[i].lo : pos;
       if (a < cut_lo) {
@@ -582,6 +592,11 @@ static int faulty_open(struct fs_ctx *ctx, const char *path, unsigned flags, str
   ff->pub.fixed_index = -1;
   ff->pub.backend_priv = in;
   ff->undo_fd = (flags & FS_O_RDONLY) ? -1 : open(path, O_RDWR | O_CLOEXEC);
+  struct stat stb;
+  if (fstat(ff->undo_fd >= 0 ? ff->undo_fd : in->fd, &stb) == 0) {
+    ff->dev = (uint64_t)stb.st_dev;
+    ff->ino = (uint64_t)stb.st_ino;
+  }
   ff->next_all = fc->files;
   fc->files = ff;
   *out = &ff->pub;

@@ -1220,6 +1220,51 @@ static void test_crash_closed_file(void **state)
   tutil_rmrf(dir);
 }
 
+/* Two handles of one file (the log writes small flushes through a buffered descriptor and large
+   ones through an O_DIRECT one): an fdatasync through either covers the writes of both, as the
+   kernel's does per inode; and a newer write kept through one handle is never rolled back by an
+   older dropped write through the other. Another file's writes stay uncovered. */
+static void test_two_handles(void **state)
+{
+  struct fs_ctx *ctx = fctx_new(state, 16);
+  const char *dir = tutil_tmpdir("faulty_handles");
+  char p[4096], q[4096];
+  tutil_path(p, sizeof p, dir, "a");
+  tutil_path(q, sizeof q, dir, "b");
+  struct fs_file *d = open_ok(ctx, p, FS_O_CREATE | FS_O_DIRECT);
+  struct fs_file *buf = open_ok(ctx, p, 0);
+  struct fs_file *other = open_ok(ctx, q, FS_O_CREATE | FS_O_DIRECT);
+  for (uint64_t i = 0; i < 4; i++) {
+    assert_int_equal(write_sync_blk(ctx, d, i, 100 + i), JDB_OK);
+    assert_int_equal(write_sync_blk(ctx, other, i, 100 + i), JDB_OK);
+  }
+  /* Written through the direct handle, synced through the buffered one. */
+  assert_int_equal(write_blk(ctx, d, 0, 200), JDB_OK);
+  assert_int_equal(write_blk(ctx, buf, 1, 201), JDB_OK);
+  assert_int_equal(write_blk(ctx, other, 0, 202), JDB_OK);
+  assert_int_equal(fs_faulty_unsynced(ctx), 3);
+  assert_int_equal(fs_sync(ctx, buf), JDB_OK);
+  assert_int_equal(fs_faulty_unsynced(ctx), 1);        /* only the other file's write */
+  /* Block 2: an older write through the buffered handle, a newer one through the direct handle
+     linked to a sync on it; block 3: an unsynced write through the buffered handle alone. */
+  assert_int_equal(write_blk(ctx, buf, 2, 300), JDB_OK);
+  assert_int_equal(write_sync_blk(ctx, d, 2, 301), JDB_OK);
+  assert_int_equal(write_blk(ctx, buf, 3, 302), JDB_OK);
+  assert_int_equal(fs_faulty_unsynced(ctx), 2);        /* block 3 and the other file's */
+  assert_int_equal(fs_faulty_crash(ctx, FS_CRASH_DROP), 2);
+  assert_int_equal(fs_file_close(ctx, d), JDB_OK);
+  assert_int_equal(fs_file_close(ctx, buf), JDB_OK);
+  assert_int_equal(fs_file_close(ctx, other), JDB_OK);
+  assert_true(plain_block_is(p, 0, 200));
+  assert_true(plain_block_is(p, 1, 201));
+  assert_true(plain_block_is(p, 2, 301));
+  assert_true(plain_block_is(p, 3, 103));              /* dropped: the old contents */
+  assert_true(plain_block_is(q, 0, 100));              /* the other file's write: dropped */
+  fs_faulty_revive(ctx);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 
 #define BOTH(fn) \
@@ -1255,6 +1300,7 @@ int main(void)
     BOTH(test_crash_inflight),
     BOTH(test_sync_coverage),
     BOTH(test_crash_closed_file),
+    BOTH(test_two_handles),
   };
   return cmocka_run_group_tests_name("faulty", tests, NULL, NULL);
 }
