@@ -28,6 +28,15 @@
 #include <pthread.h>
 #include <string.h>
 #include <xxhash.h>
+#if defined(__x86_64__)
+/* libxxhash's run-time dispatch (AVX2 / AVX-512 when the CPU has them; the plain XXH3_64bits
+   entry point of Debian's build is SSE2): the same hash, 2-3x faster on long inputs. */
+#define XXH_DISPATCH_DISABLE_REPLACE 1
+#include <xxh_x86dispatch.h>
+#define CKSUM_XXH3_64 XXH3_64bits_dispatch
+#else
+#define CKSUM_XXH3_64 XXH3_64bits
+#endif
 
 /* -DCKSUM_HAVE_SSE42=0 builds the portable version only (what non-x86 hosts get). */
 #ifndef CKSUM_HAVE_SSE42
@@ -240,7 +249,7 @@ uint32_t layout_crc32c(const void *p, size_t n)
  * ------------------------------------------------------------------------------------------- */
 uint32_t layout_xxh3_32(const void *p, size_t n)
 {
-  return (uint32_t)XXH3_64bits(p, n);
+  return (uint32_t)CKSUM_XXH3_64(p, n);
 }
 
 uint32_t layout_cksum(const void *p, size_t n)
