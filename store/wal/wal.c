@@ -57,10 +57,16 @@
 #define WAL_ZERO_CHUNK (1u << 20)
 #define WAL_SPARES_MAX 2
 #define WAL_READ_FILES 8
+#define WAL_BLOCK 4096u           /* O_DIRECT granularity of log writes */
+#define WAL_DIRECT_MIN_DEFAULT (128u << 10)
 
+/* An append buffer. p[0, head) repeats the bytes already in the file just before the buffer's
+   first new byte, back to the block boundary (so a flush can write whole blocks with O_DIRECT);
+   p[head, len) are new records. cap always leaves WAL_BLOCK bytes of slack after len for the
+   zeros that round a direct write up to a whole block. p is WAL_BLOCK-aligned (mem_buf_*). */
 struct wal_buf {
   uint8_t *p;
-  size_t cap, len;
+  size_t cap, len, head;
 };
 
 struct wal_waiter {
@@ -103,7 +109,12 @@ struct wal {
   /* current segment */
   uint32_t cur_seg;
   struct fs_file *cur_f;
+  struct fs_file *cur_dio;        /* the same segment opened O_DIRECT, for large flushes; NULL
+                                     when the file system refuses O_DIRECT */
   uint64_t cur_size;
+  int dio_last;                   /* the last write was direct: the page cache lacks its blocks,
+                                     so a buffered write must cover whole pages (else the kernel
+                                     reads the block first, on the reactor thread) */
   /* positions */
   uint64_t append_pos, written_pos, durable_pos;
   uint64_t sync_target;           /* a durable waiter wants everything before this */
@@ -111,10 +122,12 @@ struct wal {
   struct wal_buf bufs[2];
   int active;
   int flushing;
+  int flush_buf;                  /* index of the buffer being written, -1 for a lone fdatasync */
+  int flush_writes;               /* write ops in the flush: 0, 1 (op_write), 2 (op_write2 too) */
   unsigned flush_ops_left;
   int flush_sync;
   uint64_t flush_end;
-  struct fs_op op_write, op_sync;
+  struct fs_op op_write, op_write2, op_sync;   /* a flush: [write2 ->] write [-> fdatasync] */
   struct wal_waiter *waiters;
   /* A roll in progress (other fibers' appends wait in gate_*, first come first served). */
   int rolling;
@@ -204,11 +217,13 @@ int wal_open(struct fs_ctx *ctx, const char *dir, const struct wal_opts *opts, s
   *out = NULL;
   if (!ctx || !dir || !*dir)
     return JDB_EINVAL;
-  struct wal_opts o = {.segment_bytes = 64ull << 20, .inline_max = 256};
+  struct wal_opts o = {.segment_bytes = 64ull << 20, .inline_max = 256,
+                       .direct_min = WAL_DIRECT_MIN_DEFAULT};
   if (opts) {
     if (opts->segment_bytes)
       o.segment_bytes = opts->segment_bytes;
     o.inline_max = opts->inline_max ? opts->inline_max : o.inline_max;
+    o.direct_min = opts->direct_min ? opts->direct_min : o.direct_min;
     o.read_only = opts->read_only;
   }
   if (o.segment_bytes < (1u << 20) || o.segment_bytes > (1ull << 38))
@@ -247,6 +262,38 @@ static void wal_rfiles_close(struct wal *w)
 
 static int wal_prep_finish(struct wal *w, int *err);
 
+/* Open segment `path` as the current one: a buffered descriptor (small flushes, reads) and an
+   O_DIRECT one (large flushes skip the page-cache copy, which cost a third of the append
+   path's time: docs/DESIGN.md §6). */
+static int wal_cur_open(struct wal *w, const char *path)
+{
+  int rc = fs_file_open(w->ctx, path, 0, &w->cur_f);
+  if (rc)
+    return rc;
+  w->dio_last = 0;
+  if (w->o.direct_min == UINT32_MAX)
+    return JDB_OK;
+  rc = fs_file_open(w->ctx, path, FS_O_DIRECT, &w->cur_dio);
+  if (rc == JDB_OK && !fs_file_is_direct(w->cur_dio)) {
+    fs_file_close(w->ctx, w->cur_dio);   /* the file system refuses O_DIRECT: buffered only */
+    w->cur_dio = NULL;
+  }
+  if (rc) {
+    fs_file_close(w->ctx, w->cur_f);
+    w->cur_f = NULL;
+  }
+  return rc;
+}
+
+static void wal_cur_close(struct wal *w)
+{
+  if (w->cur_f)
+    fs_file_close(w->ctx, w->cur_f);
+  if (w->cur_dio)
+    fs_file_close(w->ctx, w->cur_dio);
+  w->cur_f = w->cur_dio = NULL;
+}
+
 void wal_close(struct wal *w)
 {
   if (!w)
@@ -257,11 +304,11 @@ void wal_close(struct wal *w)
     int err;
     wal_prep_finish(w, &err);   /* next.tmp stays; the next preparation recreates it */
   }
-  if (w->cur_f)
-    fs_file_close(w->ctx, w->cur_f);
+  wal_cur_close(w);
   wal_rfiles_close(w);
   for (int i = 0; i < 2; i++)
-    mem_free(w->bufs[i].p);
+    if (w->bufs[i].p)
+      mem_buf_put(w->bufs[i].p, w->bufs[i].cap);
   mem_free(w->segs);
   free(w->dir);
   mem_free(w);
@@ -272,14 +319,19 @@ void wal_close(struct wal *w)
 
 static int wal_buf_reserve(struct wal_buf *b, size_t more)
 {
-  if (b->len + more <= b->cap)
+  size_t need = b->len + more + WAL_BLOCK;
+  if (need <= b->cap)
     return JDB_OK;
   size_t cap = b->cap ? b->cap : (1u << 20);
-  while (cap < b->len + more)
+  while (cap < need)
     cap *= 2;
-  uint8_t *p = mem_realloc(b->p, cap);
+  uint8_t *p = mem_buf_get(cap);
   if (!p)
     return JDB_ENOMEM;
+  if (b->p) {
+    memcpy(p, b->p, b->len);
+    mem_buf_put(b->p, b->cap);
+  }
   b->p = p;
   b->cap = cap;
   return JDB_OK;
@@ -369,8 +421,11 @@ static void wal_flush_done(struct fs_op *op)
   struct wal *w = op->udata;
   if (--w->flush_ops_left > 0)
     return;   /* the other op of the chain is still out (CQEs may come in any order) */
-  int rw = fs_op_error(&w->op_write), rs = w->flush_sync ? fs_op_error(&w->op_sync) : JDB_OK;
-  struct wal_buf *b = &w->bufs[!w->active];
+  /* The first failure of the chain says what happened (the ops after it are canceled). */
+  int rw = w->flush_writes > 1 ? fs_op_error(&w->op_write2) : JDB_OK;
+  if (!rw && w->flush_writes)
+    rw = fs_op_error(&w->op_write);
+  int rs = w->flush_sync ? fs_op_error(&w->op_sync) : JDB_OK;
   if (rw)
     wal_poison(w, rw, "write");
   else if (rs)
@@ -379,13 +434,18 @@ static void wal_flush_done(struct fs_op *op)
     w->written_pos = w->flush_end;
     if (w->flush_sync)
       w->durable_pos = w->flush_end;
-    w->st.bytes_written += b->len;
   }
-  b->len = 0;
+  if (w->flush_buf >= 0) {
+    struct wal_buf *b = &w->bufs[w->flush_buf];
+    if (!w->poison)
+      w->st.bytes_written += b->len - b->head;
+    b->len = b->head = 0;
+  }
   w->flushing = 0;
   wal_wake_all(w);
   /* Waiters that arrived during this flush are served by the next one right away. */
-  if (!w->poison && (w->sync_target > w->durable_pos || w->bufs[w->active].len))
+  struct wal_buf *ac = &w->bufs[w->active];
+  if (!w->poison && (w->sync_target > w->durable_pos || ac->len > ac->head))
     wal_flush(w);
 }
 
@@ -398,43 +458,84 @@ int wal_flush(struct wal *w)
   if (w->flushing || !w->replayed)
     return JDB_OK;
   struct wal_buf *b = &w->bufs[w->active];
-  uint64_t start = w->append_pos - b->len;
+  size_t fresh = b->len - b->head;
+  uint64_t start = w->append_pos - fresh;
   int want_sync = w->sync_target > w->durable_pos;
-  if (!b->len && !(want_sync && w->written_pos > w->durable_pos))
+  if (!fresh && !(want_sync && w->written_pos > w->durable_pos))
     return JDB_OK;
   JDB_ASSERT(start == w->written_pos);
-  w->active = !w->active;
-  JDB_ASSERT(w->bufs[w->active].len == 0);
   w->flushing = 1;
   w->flush_sync = want_sync;
   w->flush_end = w->append_pos;
-  fs_op_prep_sync(&w->op_sync, w->cur_f, 0);
-  w->op_sync.done = wal_flush_done;
-  w->op_sync.udata = w;
-  int rc;
-  if (b->len) {
-    JDB_ASSERT(b->len <= UINT32_MAX);
-    fs_op_prep_write(&w->op_write, w->cur_f, b->p, (uint32_t)b->len, LOG_POS_OFF(start));
-    w->op_write.done = wal_flush_done;
-    w->op_write.udata = w;
-    w->st.writes++;
-    if (want_sync) {
-      struct fs_op *chain[2] = {&w->op_write, &w->op_sync};
-      w->flush_ops_left = 2;
-      w->st.syncs++;
-      rc = fs_submit_chain(w->ctx, chain, 2);
-    } else {
-      w->flush_ops_left = 1;
-      rc = fs_submit(w->ctx, &w->op_write);
+  w->flush_buf = -1;
+  w->flush_writes = 0;
+  struct fs_op *chain[3];
+  size_t nops = 0;
+  if (fresh) {
+    /* Every write ends at a block boundary, the rest of its last block filled with zeros: a
+       buffered write that covered a page only in part would make the kernel read the block
+       first, on this thread (segments are zero-filled with O_DIRECT, so their pages are not
+       cached); that read cost 10x the append itself for small records. Past the append
+       position the file holds nothing replay would take (zeros, or a recycled spare's old
+       records, whose positions name another segment), and zeros keep it so. */
+    uint64_t end_off = LOG_POS_OFF(w->append_pos);
+    size_t pad = (size_t)(-end_off & (WAL_BLOCK - 1));
+    memset(b->p + b->len, 0, pad);
+    /* The buffer's file range [start - head, append_pos) starts at a block boundary unless no
+       earlier flush of this segment left a head (after replay stopped mid-block). */
+    uint64_t boff = LOG_POS_OFF(start) - b->head;
+    int aligned = boff % WAL_BLOCK == 0;
+    int direct = aligned && w->cur_dio && fresh >= w->o.direct_min;
+    size_t skip = b->head;         /* buffer bytes before the first one written */
+    if (direct && !w->dio_last && b->head) {
+      /* The block holding `start` was last written through the page cache and may be dirty
+         there: a direct write over it would first wait for its writeback (4 ms measured, at
+         every switch from small flushes to large ones). Its new bytes go through the page
+         cache too, and the direct write starts at the next block. */
+      if (b->len + pad <= WAL_BLOCK) {
+        direct = 0;
+      } else {
+        fs_op_prep_write(&w->op_write2, w->cur_f, b->p + b->head, WAL_BLOCK - (uint32_t)b->head,
+                         LOG_POS_OFF(start));
+        chain[nops++] = &w->op_write2;
+        skip = WAL_BLOCK;
+      }
+    } else if (aligned && (direct || w->dio_last)) {
+      /* From the block boundary: O_DIRECT needs it, and after a direct write the first block
+         is not in the page cache (a partial buffered write would read it). */
+      skip = 0;
     }
-  } else {
-    /* Everything is written; only the fdatasync is missing. */
-    w->op_write.result = 0;
-    w->op_write.state = FS_OP_DONE;
-    w->flush_ops_left = 1;
-    w->st.syncs++;
-    rc = fs_submit(w->ctx, &w->op_sync);
+    JDB_ASSERT(b->len + pad - skip <= UINT32_MAX);
+    fs_op_prep_write(&w->op_write, direct ? w->cur_dio : w->cur_f, b->p + skip,
+                     (uint32_t)(b->len + pad - skip), boff + skip);
+    chain[nops++] = &w->op_write;
+    w->dio_last = direct;
+    w->st.writes_direct += (uint64_t)direct;
+    /* The next buffer starts with the bytes of append_pos's block written so far. */
+    w->active = !w->active;
+    struct wal_buf *nb = &w->bufs[w->active];
+    JDB_ASSERT(nb->len == 0 && nb->head == 0);
+    size_t tail = end_off % WAL_BLOCK;
+    if (tail <= b->len && wal_buf_reserve(nb, tail) == JDB_OK) {
+      memcpy(nb->p, b->p + b->len - tail, tail);
+      nb->len = nb->head = tail;
+    }
+    w->flush_buf = !w->active;
+    w->flush_writes = (int)nops;
+    w->st.writes += nops;
   }
+  if (want_sync) {
+    /* fdatasync works per inode: either descriptor covers the writes of both. */
+    fs_op_prep_sync(&w->op_sync, w->dio_last ? w->cur_dio : w->cur_f, 0);
+    chain[nops++] = &w->op_sync;
+    w->st.syncs++;
+  }
+  w->flush_ops_left = (unsigned)nops;
+  for (size_t i = 0; i < nops; i++) {
+    chain[i]->done = wal_flush_done;
+    chain[i]->udata = w;
+  }
+  int rc = nops == 1 ? fs_submit(w->ctx, chain[0]) : fs_submit_chain(w->ctx, chain, nops);
   JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
   return JDB_OK;
 }
@@ -693,7 +794,7 @@ static int wal_seg_create(struct wal *w, uint32_t seg, uint64_t size)
   }
   w->st.segments_created++;
 opened:
-  rc = fs_file_open(w->ctx, path, 0, &w->cur_f);
+  rc = wal_cur_open(w, path);
   if (rc)
     return rc;
   rc = wal_segs_add(w, seg);
@@ -702,6 +803,11 @@ opened:
   w->cur_seg = seg;
   w->cur_size = size;
   w->append_pos = w->written_pos = w->durable_pos = LOG_POS(seg, 0);
+  /* The roll left everything written: the active buffer holds at most the old segment's last
+     block, which is no head of this one. */
+  struct wal_buf *b = &w->bufs[w->active];
+  JDB_ASSERT(!w->flushing && b->len == b->head);
+  b->len = b->head = 0;
   return wal_put_seg_record(w);
 }
 
@@ -760,8 +866,7 @@ static int wal_roll_locked(struct wal *w, uint64_t need)
     wal_poison(w, JDB_ENOSPC, "segment numbering");
     return JDB_ENOSPC;
   }
-  fs_file_close(w->ctx, w->cur_f);
-  w->cur_f = NULL;
+  wal_cur_close(w);
   uint64_t size = w->o.segment_bytes;
   uint64_t min = need + WAL_SEG_REC_LEN + WAL_END_REC_LEN;
   if (min > size)
@@ -1033,12 +1138,13 @@ int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len)
        are copied first: the file read may park this fiber, and meanwhile the flush in flight
        can complete and its buffer be reused. */
     const struct wal_buf *fl = &w->bufs[!w->active], *ac = &w->bufs[w->active];
-    uint64_t mem_start = w->written_pos, ac_start = w->append_pos - ac->len;
+    uint64_t mem_start = w->written_pos, ac_start = w->append_pos - (ac->len - ac->head);
     uint64_t end = pos + len;
     uint8_t *d = dst;
     for (uint64_t at = pos > mem_start ? pos : mem_start; at < end;) {
       uint64_t stop = at < ac_start ? (end < ac_start ? end : ac_start) : end;
-      const uint8_t *src = at < ac_start ? fl->p + (at - mem_start) : ac->p + (at - ac_start);
+      const uint8_t *src = at < ac_start ? fl->p + fl->head + (at - mem_start)
+                                         : ac->p + ac->head + (at - ac_start);
       memcpy(d + (at - pos), src, (size_t)(stop - at));
       at = stop;
     }
@@ -1363,7 +1469,7 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
       goto out;
     char path[4096];
     wal_seg_path(w, seg, path, sizeof path);
-    rc = fs_file_open(w->ctx, path, 0, &w->cur_f);
+    rc = wal_cur_open(w, path);
     if (rc)
       goto out;
     if (stale_end > LOG_POS_OFF(stop)) {

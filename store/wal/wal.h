@@ -12,15 +12,18 @@
  * is created only after the END is durable. Record framing: infra/layout (docs/FORMAT.md).
  *
  * Durability levels (wal_wait):
- *   WAL_WRITTEN  the record's bytes were handed to the kernel by a completed write() on a
- *                buffered descriptor: they survive a crash of the process (kill -9), not of the
- *                machine. No fdatasync per record: waiters in one reactor iteration share a write.
+ *   WAL_WRITTEN  the record's bytes were handed to the kernel by a completed write(): into the
+ *                page cache (buffered descriptor) or to the device (O_DIRECT, for flushes of at
+ *                least direct_min bytes). They survive a crash of the process (kill -9), not of
+ *                the machine. No fdatasync per record: waiters in one reactor iteration share a
+ *                write.
  *   WAL_DURABLE  an fdatasync that started after the write completed has completed: the record
  *                and every record before it survive power loss. Group commit: while a write +
  *                fdatasync is in flight, new durable waiters queue and the next flush covers all
  *                of them with one write and one fdatasync.
- * The log is written through the page cache (not O_DIRECT) because the WRITTEN level must not
- * wait for the device; see docs/DESIGN.md.
+ * Small flushes go through the page cache because the WRITTEN level must not wait for the
+ * device; large ones with O_DIRECT, because their copy into the page cache costs more than the
+ * device's time (docs/DESIGN.md §6).
  *
  * Replay: wal_replay yields every record from a position on, in order, each verified (checksum,
  * identity), and stops at the first record that fails: what it yields is always a prefix of what
@@ -48,6 +51,10 @@ struct wal_opts {
   uint64_t segment_bytes;   /* default 64 MiB; rounded up to 1 MiB; at least 1 MiB. A record
                                too large for an empty segment gets a segment sized to fit. */
   uint32_t inline_max;      /* values longer than this get a value reference (default 256) */
+  uint32_t direct_min;      /* a flush of at least this many new bytes is written with O_DIRECT
+                               (whole blocks; default 128 KiB); smaller ones go through the page
+                               cache. UINT32_MAX: never direct (also when the file system
+                               refuses O_DIRECT) */
   int read_only;            /* open and replay write nothing: no log directory made, no torn
                                tail cut, no segment synced, created or removed; appends, syncs
                                and segment drops give JDB_EREADONLY */
@@ -168,6 +175,7 @@ int wal_segment_drop(struct wal *w, uint32_t seg);
 struct wal_stats {
   uint64_t records, bytes_appended;
   uint64_t writes, syncs, bytes_written;
+  uint64_t writes_direct;   /* of writes: with O_DIRECT */
   uint64_t segments_created, segments_reused;
 };
 void wal_stats_get(const struct wal *w, struct wal_stats *out);
