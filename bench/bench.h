@@ -37,6 +37,11 @@ static inline uint64_t bench_rand(uint64_t *s)
 void bench_rmdir(const char *dir);
 
 int bench_io(const struct bench_env *env);
+/* The device's sequential write bandwidth, the figure the log's append rate is held against
+   (fio --rw=write --bs=1M --iodepth=4 --direct=1): 1 MiB O_DIRECT writes, 4 in flight, through
+   io_uring, around the file at path (laid out first, untimed, to size bytes) for secs seconds,
+   then one fdatasync. MB/s in *mbs. 0 = ok. */
+int bench_io_seqwrite_mbs(const char *path, uint64_t size, double secs, double *mbs);
 int bench_cksum(const struct bench_env *env);
 int bench_pages(const struct bench_env *env);
 int bench_log(const struct bench_env *env);

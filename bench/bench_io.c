@@ -146,10 +146,15 @@ static void io_seq_done(struct fs_op *op)
   if (op->result != (int32_t)IO_SEQ_CHUNK)
     r->errors++;
   r->ops++;
-  if (io_seq_next < io_seq_size)
+  if (r->deadline && bench_now_ns() < r->deadline) {
+    if (io_seq_next >= io_seq_size)
+      io_seq_next = 0;            /* timed: around the file again */
     io_seq_issue(s, &io_seq_next, io_seq_size);
-  else
+  } else if (!r->deadline && io_seq_next < io_seq_size) {
+    io_seq_issue(s, &io_seq_next, io_seq_size);
+  } else {
     r->outstanding--;
+  }
 }
 
 static void io_seq_issue(struct io_slot *s, uint64_t *next_off, uint64_t size)
@@ -167,13 +172,16 @@ static void io_seq_issue(struct io_slot *s, uint64_t *next_off, uint64_t size)
   }
 }
 
-static int io_seqwrite(struct io_run *r, uint64_t size, const char *name)
+/* Sequential 1 MiB writes, 4 in flight, then fdatasync: the whole file once (secs == 0) or around
+   it for secs seconds. Returns the seconds taken; r->ops counts the writes. */
+static double io_seq_run(struct io_run *r, uint64_t size, double secs)
 {
   const unsigned qd = 4;
   r->ops = r->errors = 0;
   io_seq_next = 0;
   io_seq_size = size;
   uint64_t t0 = bench_now_ns();
+  r->deadline = secs > 0 ? t0 + (uint64_t)(secs * 1e9) : 0;
   r->outstanding = qd;
   for (unsigned i = 0; i < qd; i++)
     io_seq_issue(&r->slots[i], &io_seq_next, size);
@@ -181,10 +189,53 @@ static int io_seqwrite(struct io_run *r, uint64_t size, const char *name)
     fs_poll(r->ctx, 1);
   if (fs_sync(r->ctx, r->f) != JDB_OK)
     r->errors++;
-  double secs = (double)(bench_now_ns() - t0) / 1e9;
+  r->deadline = 0;
+  return (double)(bench_now_ns() - t0) / 1e9;
+}
+
+static int io_seqwrite(struct io_run *r, uint64_t size, const char *name)
+{
+  double secs = io_seq_run(r, size, 0);
   if (name)
     bench_row(name, r->ops, secs, r->ops * IO_SEQ_CHUNK, NULL, 0);
   return r->errors ? 1 : 0;
+}
+
+int bench_io_seqwrite_mbs(const char *path, uint64_t size, double secs, double *mbs)
+{
+  *mbs = 0;
+  size &= ~(uint64_t)(IO_SEQ_CHUNK - 1);
+  struct fs_ctx_opts o = {.backend = FS_BACKEND_URING, .queue_depth = 64};
+  struct io_run *r = calloc(1, sizeof *r);
+  if (!r || size == 0)
+    return (free(r), 1);
+  int fail = 1;
+  if (fs_ctx_create(&o, &r->ctx) != JDB_OK)
+    goto out_free;
+  if (fs_file_open(r->ctx, path, FS_O_CREATE | FS_O_DIRECT, &r->f) != JDB_OK)
+    goto out_ctx;
+  unsigned nbuf = 0;
+  for (; nbuf < 4; nbuf++) {
+    r->slots[nbuf].run = r;
+    if (posix_memalign(&r->slots[nbuf].buf, 4096, IO_SEQ_CHUNK))
+      goto out_bufs;
+  }
+  uint64_t cur = 0;
+  fs_file_size(r->ctx, r->f, &cur);
+  if (cur < size && io_seqwrite(r, size, NULL))   /* laid out first, untimed, as fio does */
+    goto out_bufs;
+  double t = io_seq_run(r, size, secs);
+  *mbs = (double)r->ops * IO_SEQ_CHUNK / t / 1e6;
+  fail = r->errors != 0;
+out_bufs:
+  for (unsigned i = 0; i < nbuf; i++)
+    free(r->slots[i].buf);
+  fs_file_close(r->ctx, r->f);
+out_ctx:
+  fs_ctx_destroy(r->ctx);
+out_free:
+  free(r);
+  return fail;
 }
 
 static int io_write_sync(const struct bench_env *env, struct io_run *r, const char *name)
