@@ -59,6 +59,8 @@
 #define WAL_READ_FILES 8
 #define WAL_BLOCK 4096u           /* O_DIRECT granularity of log writes */
 #define WAL_DIRECT_MIN_DEFAULT (128u << 10)
+#define WAL_DIO_CHUNK (1u << 20)  /* a large direct flush goes out in writes of this size, */
+#define WAL_DIO_QD 4              /* at most this many in flight */
 
 /* An append buffer. p[0, head) repeats the bytes already in the file just before the buffer's
    first new byte, back to the block boundary (so a flush can write whole blocks with O_DIRECT);
@@ -123,7 +125,16 @@ struct wal {
   int active;
   int flushing;
   int flush_buf;                  /* index of the buffer being written, -1 for a lone fdatasync */
-  int flush_writes;               /* write ops in the flush: 0, 1 (op_write), 2 (op_write2 too) */
+  int flush_w1, flush_w2;         /* op_write / op_write2 are part of the flush */
+  int flush_err;                  /* first failure of a chunk write */
+  int flush_sync_after;           /* chunked flush: the fdatasync still to issue after the writes */
+  /* A chunked direct write: [dio_src, dio_src + dio_len) to file offset dio_off, issued in
+     WAL_DIO_CHUNK pieces through op_chunk[], WAL_DIO_QD at a time (one large write ran 20 %
+     slower than 1 MiB writes 4 deep on this machine's virtual disk). */
+  const uint8_t *dio_src;
+  uint64_t dio_off;
+  size_t dio_len, dio_issued;
+  struct fs_op op_chunk[WAL_DIO_QD];
   unsigned flush_ops_left;
   int flush_sync;
   uint64_t flush_end;
@@ -416,15 +427,59 @@ static void wal_poison(struct wal *w, int err, const char *what)
   }
 }
 
+static void wal_flush_done(struct fs_op *op);
+
+static void wal_chunk_issue(struct wal *w, struct fs_op *op)
+{
+  size_t n = w->dio_len - w->dio_issued;
+  if (n > WAL_DIO_CHUNK)
+    n = WAL_DIO_CHUNK;
+  fs_op_prep_write(op, w->cur_dio, w->dio_src + w->dio_issued, (uint32_t)n,
+                   w->dio_off + w->dio_issued);
+  op->done = wal_flush_done;
+  op->udata = w;
+  w->dio_issued += n;
+  int rc = fs_submit(w->ctx, op);
+  JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
+  (void)rc;
+}
+
 static void wal_flush_done(struct fs_op *op)
 {
   struct wal *w = op->udata;
+  if (op >= w->op_chunk && op < w->op_chunk + WAL_DIO_QD) {
+    int e = fs_op_error(op);
+    if (e && !w->flush_err) {
+      w->flush_err = e;
+      /* Issue no more: the chunks never issued will not complete. */
+      size_t left = w->dio_len - w->dio_issued;
+      w->flush_ops_left -= (unsigned)((left + WAL_DIO_CHUNK - 1) / WAL_DIO_CHUNK);
+      w->dio_issued = w->dio_len;
+    }
+    if (w->dio_issued < w->dio_len)
+      wal_chunk_issue(w, op);
+  }
   if (--w->flush_ops_left > 0)
-    return;   /* the other op of the chain is still out (CQEs may come in any order) */
-  /* The first failure of the chain says what happened (the ops after it are canceled). */
-  int rw = w->flush_writes > 1 ? fs_op_error(&w->op_write2) : JDB_OK;
-  if (!rw && w->flush_writes)
+    return;   /* other ops of the flush are still out (CQEs of a chain may come in any order) */
+  if (w->flush_sync_after) {
+    /* Every chunk is written: now the fdatasync (per inode: it covers the page-cache write of
+       the first block too). */
+    w->flush_sync_after = 0;
+    if (!w->flush_err && !(w->flush_w2 && fs_op_error(&w->op_write2))) {
+      w->flush_ops_left = 1;
+      int rc = fs_submit(w->ctx, &w->op_sync);
+      JDB_ASSERT(rc == JDB_OK);
+      (void)rc;
+      return;
+    }
+    w->flush_sync = 0;
+  }
+  /* The first failure says what happened (in a chain, the ops after it are canceled). */
+  int rw = w->flush_w2 ? fs_op_error(&w->op_write2) : JDB_OK;
+  if (!rw && w->flush_w1)
     rw = fs_op_error(&w->op_write);
+  if (!rw)
+    rw = w->flush_err;
   int rs = w->flush_sync ? fs_op_error(&w->op_sync) : JDB_OK;
   if (rw)
     wal_poison(w, rw, "write");
@@ -468,8 +523,11 @@ int wal_flush(struct wal *w)
   w->flush_sync = want_sync;
   w->flush_end = w->append_pos;
   w->flush_buf = -1;
-  w->flush_writes = 0;
+  w->flush_w1 = w->flush_w2 = 0;
+  w->flush_err = 0;
+  w->flush_sync_after = 0;
   struct fs_op *chain[3];
+  size_t nchunks = 0;
   size_t nops = 0;
   if (fresh) {
     /* Every write ends at a block boundary, the rest of its last block filled with zeros: a
@@ -498,6 +556,7 @@ int wal_flush(struct wal *w)
         fs_op_prep_write(&w->op_write2, w->cur_f, b->p + b->head, WAL_BLOCK - (uint32_t)b->head,
                          LOG_POS_OFF(start));
         chain[nops++] = &w->op_write2;
+        w->flush_w2 = 1;
         skip = WAL_BLOCK;
       }
     } else if (aligned && (direct || w->dio_last)) {
@@ -505,10 +564,20 @@ int wal_flush(struct wal *w)
          is not in the page cache (a partial buffered write would read it). */
       skip = 0;
     }
-    JDB_ASSERT(b->len + pad - skip <= UINT32_MAX);
-    fs_op_prep_write(&w->op_write, direct ? w->cur_dio : w->cur_f, b->p + skip,
-                     (uint32_t)(b->len + pad - skip), boff + skip);
-    chain[nops++] = &w->op_write;
+    size_t wlen = b->len + pad - skip;
+    if (direct && wlen > WAL_DIO_CHUNK) {
+      w->dio_src = b->p + skip;
+      w->dio_off = boff + skip;
+      w->dio_len = wlen;
+      w->dio_issued = 0;
+      nchunks = (wlen + WAL_DIO_CHUNK - 1) / WAL_DIO_CHUNK;
+    } else {
+      JDB_ASSERT(wlen <= UINT32_MAX);
+      fs_op_prep_write(&w->op_write, direct ? w->cur_dio : w->cur_f, b->p + skip, (uint32_t)wlen,
+                       boff + skip);
+      chain[nops++] = &w->op_write;
+      w->flush_w1 = 1;
+    }
     w->dio_last = direct;
     w->st.writes_direct += (uint64_t)direct;
     /* The next buffer starts with the bytes of append_pos's block written so far. */
@@ -521,22 +590,32 @@ int wal_flush(struct wal *w)
       nb->len = nb->head = tail;
     }
     w->flush_buf = !w->active;
-    w->flush_writes = (int)nops;
-    w->st.writes += nops;
+    w->st.writes += nops + nchunks;
   }
-  if (want_sync) {
+  if (want_sync && nchunks) {
+    /* Chunks go out side by side: the fdatasync follows when every one has completed. */
+    fs_op_prep_sync(&w->op_sync, w->cur_dio, 0);
+    w->op_sync.done = wal_flush_done;
+    w->op_sync.udata = w;
+    w->flush_sync_after = 1;
+    w->st.syncs++;
+  } else if (want_sync) {
     /* fdatasync works per inode: either descriptor covers the writes of both. */
     fs_op_prep_sync(&w->op_sync, w->dio_last ? w->cur_dio : w->cur_f, 0);
     chain[nops++] = &w->op_sync;
     w->st.syncs++;
   }
-  w->flush_ops_left = (unsigned)nops;
+  w->flush_ops_left = (unsigned)(nops + nchunks);
   for (size_t i = 0; i < nops; i++) {
     chain[i]->done = wal_flush_done;
     chain[i]->udata = w;
   }
-  int rc = nops == 1 ? fs_submit(w->ctx, chain[0]) : fs_submit_chain(w->ctx, chain, nops);
+  int rc = JDB_OK;
+  if (nops)
+    rc = nops == 1 ? fs_submit(w->ctx, chain[0]) : fs_submit_chain(w->ctx, chain, nops);
   JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
+  for (size_t i = 0; i < nchunks && i < WAL_DIO_QD; i++)
+    wal_chunk_issue(w, &w->op_chunk[i]);
   return JDB_OK;
 }
 

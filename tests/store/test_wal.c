@@ -2392,6 +2392,107 @@ static void test_batch_decode_fuzz(void **state)
 
 /* ------------------------------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------------------------- */
+/* A large O_DIRECT flush goes out in 1 MiB writes, 4 in flight, and its fdatasync after all of
+   them. Faults at every write and sync of such a flush (EIO, and a simulated power loss with
+   each crash policy): the waiter gets the error, the log refuses more, and a reopen replays a
+   prefix of the records that holds every one acknowledged as durable. */
+
+struct ck_count {
+  uint64_t n;
+  int bad;
+};
+
+static int ck_cb(void *ud, const struct wal_rec *rec)
+{
+  struct ck_count *c = ud;
+  struct wal_batch b;
+  struct wal_op_view v;
+  if (wal_batch_open(rec, &b) || b.seq != c->n + 1 || wal_batch_next(&b, &v) ||
+      v.vlen != 4000 || v.val[0] != (uint8_t)b.seq || v.val[3999] != (uint8_t)(b.seq >> 8))
+    c->bad = 1;
+  c->n++;
+  return 0;
+}
+
+static int ck_append(struct wal *w, uint64_t seq, uint8_t *val)
+{
+  uint8_t key[16] = {0};
+  memcpy(key, &seq, sizeof seq);
+  memset(val, (uint8_t)seq, 4000);
+  val[3999] = (uint8_t)(seq >> 8);
+  struct wal_op op = {.kind = WAL_OP_PUT, .key = key, .klen = 16, .val = val, .vlen = 4000};
+  return wal_append(w, 1, seq, 0, &op, 1, NULL, NULL);
+}
+
+static void test_chunked_flush_faults(void **state)
+{
+  (void)state;
+  uint64_t seed = tutil_seed() ^ 0xc4c4;
+  uint8_t *val = malloc(4000);
+  const uint64_t first = 20, big = 800;          /* 800 x ~4 KiB: a flush of ~3.2 MiB */
+  /* Scenario 0: no fault; 1..5: EIO at the k-th data op (write or sync) after the first
+     records; 6..: CRASH at the k-th data op, with policies DROP, KEEP, TEAR, RANDOM in turn. */
+  for (unsigned sc = 0; sc < 6 + 4 * 6; sc++) {
+    const char *dir = tutil_tmpdir("wal_chunks");
+    struct fs_ctx *ctx = fctx_new(seed + sc);
+    /* 16 MiB: the next segment's preparation (from a quarter full) never starts, so every
+       data op the rules count belongs to the flushes. */
+    struct wal_opts o = {.segment_bytes = 16 * MIB};
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+    assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+    for (uint64_t i = 1; i <= first; i++)
+      assert_int_equal(ck_append(w, i, val), JDB_OK);
+    assert_int_equal(wal_sync(w), JDB_OK);
+    struct wal_stats a, b;
+    wal_stats_get(w, &a);
+    if (sc >= 1 && sc < 6) {
+      add_rule(ctx, FS_FAULT_EIO, FS_FT_DATA, sc);
+    } else if (sc >= 6) {
+      static const unsigned pol[4] = {FS_CRASH_DROP, FS_CRASH_KEEP, FS_CRASH_TEAR,
+                                      FS_CRASH_RANDOM};
+      struct fs_fault_rule r = {.kind = FS_FAULT_CRASH, .targets = FS_FT_DATA,
+                                .at = 1 + (sc - 6) / 4, .crash_policy = pol[(sc - 6) % 4]};
+      assert_int_equal(fs_faulty_add_rule(ctx, &r), JDB_OK);
+    }
+    for (uint64_t i = first + 1; i <= first + big; i++)
+      assert_int_equal(ck_append(w, i, val), JDB_OK);
+    int rc = wal_sync(w);
+    wal_stats_get(w, &b);
+    uint64_t acked = rc == JDB_OK ? first + big : first;
+    uint64_t k = sc == 0 ? 0 : sc < 6 ? sc : 1 + (sc - 6) / 4;   /* the data op that faults */
+    uint64_t ops = (b.writes - a.writes) + (b.syncs - a.syncs);
+    if (sc == 0 && dir_takes_direct(ctx, dir))
+      assert_true(b.writes - a.writes >= 4 && b.writes_direct > a.writes_direct);
+    if (k == 0 || k > ops) {
+      /* no fault, or the flush had fewer ops than k (with every flush direct there is no
+         page-cache write of the first block): the rule never fired */
+      assert_int_equal(rc, JDB_OK);
+    } else {
+      if (rc == JDB_OK)
+        fail_msg("scenario %u: the fault did not reach the flush (%llu writes, %llu syncs)", sc,
+                 (unsigned long long)(b.writes - a.writes),
+                 (unsigned long long)(b.syncs - a.syncs));
+      assert_int_equal(ck_append(w, first + big + 1, val), rc);
+    }
+    wal_close(w);
+    fs_ctx_destroy(ctx);
+    /* Reopen on a plain context (after a simulated power loss, what the disk holds). */
+    ctx = ctx_new();
+    struct ck_count c = {0, 0};
+    assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+    assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
+    if (c.bad || c.n < acked || c.n > first + big)
+      fail_msg("scenario %u: replayed %llu records (bad %d), acknowledged %llu", sc,
+               (unsigned long long)c.n, c.bad, (unsigned long long)acked);
+    wal_close(w);
+    fs_ctx_destroy(ctx);
+    tutil_rmrf(dir);
+  }
+  free(val);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -2421,6 +2522,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_crash_fibers),
     cmocka_unit_test(test_replay_makes_recovered_durable),
     cmocka_unit_test(test_roundtrip),
+    cmocka_unit_test(test_chunked_flush_faults),
   };
   if (getenv("T_FILTER"))
     cmocka_set_test_filter(getenv("T_FILTER"));
