@@ -135,6 +135,8 @@ struct tb_eng {
   uint64_t table;
   struct tab_iter *it;
   struct tab_op *jops;
+  uint64_t zero_bytes;        /* tb_jdb_zero_fill as info() last saw it (before the close) */
+  unsigned zero_segs;
 #ifdef JDB_HAVE_ROCKSDB
   struct bench_rocks rk;
   rocksdb_iterator_t *rit;
@@ -290,55 +292,25 @@ static int tb_jdb_step(struct tb_eng *e, int reverse, struct tb_kv *out)
   return tb_jdb_kv(e, reverse ? tab_iter_prev(e->it) : tab_iter_next(e->it), out);
 }
 
-/* Bytes of zeros JDB's log wrote to prepare segments, at least, for a log created in this run.
-   wal.c: segments are numbered from 1; each new one is zero-filled (next.tmp, renamed into
-   place) unless a spare is renamed instead, and a dropped segment becomes a spare (spare-N.log,
-   at most 2; beyond that it is unlinked). So of the segments 1 .. max (plus a next.tmp), the
-   dropped ones that are no longer spares were reused (or unlinked, which the files cannot tell
-   apart: hence "at least"). Returns prepared segments x the segment size. */
-static uint64_t tb_jdb_zero_fill(const char *dir, unsigned *segs)
+/* Zeros JDB's log wrote to prepare segments since the tablet was opened (tab_stats, from the
+   log's own count: segments zero-filled before use, not those renamed from dropped ones). */
+static uint64_t tb_jdb_zero_fill(struct tb_eng *e, unsigned *segs)
 {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/log", dir);
-  DIR *d = opendir(path);
-  unsigned long maxn = 0, present = 0, spares = 0, next = 0;
-  uint64_t seg_bytes = 0;
-  struct dirent *de;
-  while (d && (de = readdir(d)) != NULL) {
-    char *end;
-    unsigned long num = strtoul(de->d_name, &end, 10);
-    int is_seg = end != de->d_name && strcmp(end, ".log") == 0;
-    if (strncmp(de->d_name, "spare-", 6) == 0)
-      spares++;
-    else if (strcmp(de->d_name, "next.tmp") == 0)
-      next = 1;
-    else if (!is_seg)
-      continue;
-    struct stat st;
-    snprintf(path, sizeof path, "%s/log/%s", dir, de->d_name);
-    if (stat(path, &st) == 0 && (uint64_t)st.st_size > seg_bytes)
-      seg_bytes = (uint64_t)st.st_size;
-    if (is_seg) {
-      present++;
-      if (num > maxn)
-        maxn = num;
-    }
-  }
-  if (d)
-    closedir(d);
-  unsigned long dropped = maxn - (present < maxn ? present : maxn);
-  unsigned long reused = dropped > spares ? dropped - spares : 0;
-  *segs = (unsigned)(maxn + next - reused);
-  return (uint64_t)*segs * seg_bytes;
+  struct tab_stats st;
+  tab_stats_get(e->t, &st);
+  *segs = (unsigned)st.log_segments_created;
+  return st.log_bytes_prepared;
 }
 
 static void tb_jdb_info(struct tb_eng *e, char *buf, size_t cap)
 {
   struct tab_stats st;
   tab_stats_get(e->t, &st);
-  snprintf(buf, cap, "%llu checkpoints, %llu log segments released, %llu versions pruned, "
-           "memtable %.1f MB",
+  e->zero_bytes = tb_jdb_zero_fill(e, &e->zero_segs);
+  snprintf(buf, cap, "%llu checkpoints, %llu log segments released, log GC %llu segments (%llu "
+           "values moved), %llu versions pruned, memtable %.1f MB",
            (unsigned long long)st.checkpoints, (unsigned long long)st.segments_released,
+           (unsigned long long)st.gc_segments, (unsigned long long)st.gc_values_moved,
            (unsigned long long)st.versions_pruned, (double)st.mt_bytes / 1e6);
 }
 
@@ -789,13 +761,12 @@ static void tb_fill(struct tb_run *r, int w, int e, const uint8_t *keys, int kee
              name, info, close_secs, (double)r->n / (secs + close_secs), wr / 1e6, wr / user,
              dev / 1e6, dev / user, (double)(end.io.rd - io0.rd) / 1e6, (double)du / 1e6,
              (double)files / 1e6, TB_FILL_BATCH, tb_ms(r->lat[nlat - 1]));
-  if (e == TB_JDB) {
-    unsigned segs;
-    uint64_t zero = tb_jdb_zero_fill(g->dir, &segs);
+  if (e == TB_JDB && !rc) {
+    uint64_t zero = g->zero_bytes;
     r->wa_nozero[w] = (wr - (double)zero) / user;
-    bench_note("%s: of the bytes written, at least %.1f MB are the log's zero fill (%u segments "
-               "zero-filled); WA without it at most %.2f",
-               name, (double)zero / 1e6, segs, r->wa_nozero[w]);
+    bench_note("%s: of the bytes written, %.1f MB are the log's zero fill (%u segments "
+               "zero-filled before the close); WA without it %.2f",
+               name, (double)zero / 1e6, g->zero_segs, r->wa_nozero[w]);
   }
   r->rate[w][e] = (double)r->n / secs;
   r->wa[w][e] = wr / user;
@@ -1030,7 +1001,7 @@ static void tb_overwrite(struct tb_run *r, int e)
   struct tb_io io1 = tb_io_now();
   uint64_t du1 = tb_du(g->dir, NULL);
   unsigned segs0 = 0, segs1 = 0;
-  uint64_t zero0 = e == TB_JDB ? tb_jdb_zero_fill(g->dir, &segs0) : 0;
+  uint64_t zero0 = e == TB_JDB && !rc ? tb_jdb_zero_fill(g, &segs0) : 0;
   uint64_t rng = r->env->seed ^ 0x0e4ull;
   if (!rc)
     rc = tb_puts(r, g, r->owk, r->k, r->ow, TB_BIGV, TB_OW_BATCH, &rng, r->k, r->last, &ow_secs,
@@ -1055,7 +1026,8 @@ static void tb_overwrite(struct tb_run *r, int e)
   r->wa_all4k_dev[e] = dev_all / user_all;
   r->du[TB_W_OW4K][e] = (double)du;
   if (e == TB_JDB) {
-    uint64_t zero1 = tb_jdb_zero_fill(g->dir, &segs1);
+    uint64_t zero1 = g->zero_bytes;
+    segs1 = g->zero_segs;
     r->wa_nozero[TB_W_OW4K] = (wr_ow - (double)(zero1 - zero0)) / user_ow;
     bench_note("%s: of the bytes written in the overwrites + close, about %.1f MB are the log's "
                "zero fill (%u segments zero-filled); WA without it %.2f",

@@ -1141,6 +1141,14 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out)
   out->tree_root = t->cur->root;
   out->generation = t->cur->gen;
   out->ckpt_running = t->ckpt_running != 0;
+  if (t->wal) {
+    struct wal_stats ws;
+    wal_stats_get(t->wal, &ws);
+    out->log_bytes_written = ws.bytes_written;
+    out->log_segments_created = ws.segments_created;
+    out->log_bytes_prepared = ws.bytes_prepared;
+    out->log_segments_reused = ws.segments_reused;
+  }
 }
 
 /* ------------------------------------------------------------------------------------------- */

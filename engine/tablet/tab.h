@@ -215,6 +215,9 @@ struct tab_stats {
   uint64_t moves_replayed;        /* GC moves applied again by recovery */
   uint64_t snapshots;             /* live snapshots and iterators */
   uint64_t ckpt_running;          /* 1 while a checkpoint (merge, release, log GC) runs */
+  /* The log since open (wal_stats): bytes written, segments zero-filled before use and the
+     zeros that took, segments reused from dropped ones (no zero fill). */
+  uint64_t log_bytes_written, log_segments_created, log_bytes_prepared, log_segments_reused;
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);
 

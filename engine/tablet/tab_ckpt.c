@@ -34,7 +34,7 @@
 #include <string.h>
 
 #define TAB_DROP_ERASE_MAX 65536u
-#define TAB_LOG_SEGS_CKPT 4u     /* checkpoint after this many log segments, full memtable or not */
+#define TAB_LOG_SEGS_CKPT 2u     /* checkpoint after this many log segments, full memtable or not */
 
 struct tab_ckpt_run {
   struct bt_op *ops;
@@ -486,6 +486,8 @@ int tab_ckpt(struct tab *t, int force)
 static uint32_t tab_log_segs_since(const struct tab *t)
 {
   uint32_t a = LOG_POS_SEG(wal_append_pos(t->wal)), r = LOG_POS_SEG(pg_super(t->pg)->replay_pos);
+  if (r == 0)
+    r = 1;   /* no checkpoint yet: replay starts at the first segment */
   return a > r ? a - r : 0;
 }
 

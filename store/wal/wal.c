@@ -840,6 +840,7 @@ static int wal_seg_create(struct wal *w, uint32_t seg, uint64_t size)
       fs_unlink(w->ctx, pp);
       return perr;   /* the disk refused the preparation: the roll reports it */
     }
+    w->st.bytes_prepared += psize;
     if (psize >= size && fs_rename(w->ctx, pp, path) == JDB_OK) {
       w->st.segments_created++;
       size = psize;
@@ -871,6 +872,7 @@ static int wal_seg_create(struct wal *w, uint32_t seg, uint64_t size)
     fs_unlink(w->ctx, tmp);
     return rc;
   }
+  w->st.bytes_prepared += size;
   w->st.segments_created++;
 opened:
   rc = wal_cur_open(w, path);

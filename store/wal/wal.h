@@ -177,6 +177,7 @@ struct wal_stats {
   uint64_t writes, syncs, bytes_written;
   uint64_t writes_direct;   /* of writes: with O_DIRECT */
   uint64_t segments_created, segments_reused;
+  uint64_t bytes_prepared;  /* zeros written to prepare segments (not in bytes_written) */
 };
 void wal_stats_get(const struct wal *w, struct wal_stats *out);
 
