@@ -579,7 +579,7 @@ int wal_flush(struct wal *w)
       w->flush_w1 = 1;
     }
     w->dio_last = direct;
-    w->st.writes_direct += (uint64_t)direct;
+    w->st.writes_direct += direct ? (nchunks ? nchunks : 1) : 0;
     /* The next buffer starts with the bytes of append_pos's block written so far. */
     w->active = !w->active;
     struct wal_buf *nb = &w->bufs[w->active];
