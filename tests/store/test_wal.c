@@ -451,10 +451,10 @@ static void test_roundtrip(void **state)
 {
   (void)state;
   /* 1 M records (about 480 MB of log, 120 segments); the psync run under ASan, which would
-     take 8 s more for the same code, 200 k. */
+     take 8 s more for the same code, and the every-flush-direct run, 200 k. */
   uint64_t N = 1000000;
-  if (T_ASAN && strcmp(g_backend, "psync") == 0)
-    N = 200000;
+  if ((T_ASAN && strcmp(g_backend, "psync") == 0) || g_direct_min)
+    N = 200000;   /* the direct run: the default run already crosses both ways 1 M times */
   uint64_t seed = tutil_seed() ^ 0x1111;
   const char *dir = tutil_tmpdir("wal_rt");
   struct fs_ctx *ctx = ctx_new();
@@ -2432,8 +2432,9 @@ static void test_chunked_flush_faults(void **state)
   uint8_t *val = malloc(4000);
   const uint64_t first = 20, big = 800;          /* 800 x ~4 KiB: a flush of ~3.2 MiB */
   /* Scenario 0: no fault; 1..5: EIO at the k-th data op (write or sync) after the first
-     records; 6..: CRASH at the k-th data op, with policies DROP, KEEP, TEAR, RANDOM in turn. */
-  for (unsigned sc = 0; sc < 6 + 4 * 6; sc++) {
+     records; 6..13: CRASH at the (sc - 5)-th data op, the policy cycling through DROP, KEEP,
+     TEAR, RANDOM. */
+  for (unsigned sc = 0; sc < 14; sc++) {
     const char *dir = tutil_tmpdir("wal_chunks");
     struct fs_ctx *ctx = fctx_new(seed + sc);
     /* 16 MiB: the next segment's preparation (from a quarter full) never starts, so every
@@ -2452,8 +2453,8 @@ static void test_chunked_flush_faults(void **state)
     } else if (sc >= 6) {
       static const unsigned pol[4] = {FS_CRASH_DROP, FS_CRASH_KEEP, FS_CRASH_TEAR,
                                       FS_CRASH_RANDOM};
-      struct fs_fault_rule r = {.kind = FS_FAULT_CRASH, .targets = FS_FT_DATA,
-                                .at = 1 + (sc - 6) / 4, .crash_policy = pol[(sc - 6) % 4]};
+      struct fs_fault_rule r = {.kind = FS_FAULT_CRASH, .targets = FS_FT_DATA, .at = sc - 5,
+                                .crash_policy = pol[(sc - 6) % 4]};
       assert_int_equal(fs_faulty_add_rule(ctx, &r), JDB_OK);
     }
     for (uint64_t i = first + 1; i <= first + big; i++)
@@ -2461,7 +2462,7 @@ static void test_chunked_flush_faults(void **state)
     int rc = wal_sync(w);
     wal_stats_get(w, &b);
     uint64_t acked = rc == JDB_OK ? first + big : first;
-    uint64_t k = sc == 0 ? 0 : sc < 6 ? sc : 1 + (sc - 6) / 4;   /* the data op that faults */
+    uint64_t k = sc == 0 ? 0 : sc < 6 ? sc : sc - 5;   /* the data op that faults */
     uint64_t ops = (b.writes - a.writes) + (b.syncs - a.syncs);
     if (sc == 0 && dir_takes_direct(ctx, dir))
       assert_true(b.writes - a.writes >= 4 && b.writes_direct > a.writes_direct);
