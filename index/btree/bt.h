@@ -173,6 +173,8 @@ struct bt_cursor {
   struct bt_cursor_level lv[BT_HEIGHT_MAX];   /* lv[0] the root ... lv[depth-1] the leaf */
   struct pg_frame *leaf_fr;                   /* the pinned leaf */
   const uint8_t *leaf;
+  const uint8_t *pf_lo;                       /* moving backwards: the lowest leaf address
+                                                 prefetched so far (NULL: none in this leaf) */
   struct bt_ent ent;
   uint8_t key[BT_KEY_MAX];
 };
