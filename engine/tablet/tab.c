@@ -1270,47 +1270,6 @@ int tab_io_stats_get(struct tab *t, struct tab_io_stats *out)
 /* Verification (tab_verify): the tree under a held view, then every log segment read through
    its own read-only descriptor, sequentially, in chunks. */
 
-#define TAB_VERIFY_CHUNK (1u << 20)
-
-struct tab_vseg {
-  struct fs_ctx *ctx;
-  struct fs_file *f;
-  uint64_t size;             /* file size */
-  uint8_t *buf;
-  size_t cap;
-  uint64_t at;               /* file offset of buf[0] */
-  size_t len;                /* bytes of buf read */
-};
-
-/* Make [off, off + n) readable at *p; *avail is what the file has from off (less than n only at
-   its end). Reads a chunk of at least TAB_VERIFY_CHUNK when the buffer does not hold the range. */
-static int tab_vseg_at(struct tab_vseg *s, uint64_t off, size_t n, const uint8_t **p,
-                       size_t *avail)
-{
-  if (off < s->at || off + n > s->at + s->len) {
-    uint64_t left = off < s->size ? s->size - off : 0;
-    size_t want = n > TAB_VERIFY_CHUNK ? n : TAB_VERIFY_CHUNK;
-    if (want > left)
-      want = (size_t)left;
-    if (want > s->cap) {
-      uint8_t *q = mem_realloc(s->buf, want);
-      if (!q)
-        return JDB_ENOMEM;
-      s->buf = q;
-      s->cap = want;
-    }
-    uint32_t got = 0;
-    int rc = want ? fs_read(s->ctx, s->f, s->buf, (uint32_t)want, off, &got) : JDB_OK;
-    if (rc)
-      return rc;
-    s->at = off;
-    s->len = got;
-  }
-  *p = s->buf ? s->buf + (off - s->at) : NULL;
-  *avail = (size_t)(s->at + s->len - off);
-  return JDB_OK;
-}
-
 static int tab_verify_move(void *ud, const struct vlog_move_entry *e)
 {
   (void)e;
@@ -1344,7 +1303,7 @@ static int tab_verify_segment(struct tab *t, uint32_t seg, uint64_t stop,
   char path[4096];
   if ((size_t)snprintf(path, sizeof path, "%s/log/%08u.log", t->dir, seg) >= sizeof path)
     return JDB_EINVAL;
-  struct tab_vseg s = {.ctx = t->ctx};
+  struct wal_win s = {0};
   int rc = fs_file_open(t->ctx, path, FS_O_RDONLY, &s.f);
   if (rc == JDB_NOTFOUND) {
     LOG_ERROR("check: log segment %s is missing", path);
@@ -1360,7 +1319,7 @@ static int tab_verify_segment(struct tab *t, uint32_t seg, uint64_t stop,
     const uint8_t *p;
     size_t avail;
     struct layout_rec_hdr h;
-    rc = tab_vseg_at(&s, off, LOG_REC_HDR_SIZE, &p, &avail);
+    rc = wal_win_get(t->ctx, &s, off, LOG_REC_HDR_SIZE, &p, &avail);
     if (rc)
       break;
     if (avail < LOG_REC_HDR_SIZE) {
@@ -1372,7 +1331,7 @@ static int tab_verify_segment(struct tab *t, uint32_t seg, uint64_t stop,
       bad = "bad record header";
       break;
     }
-    rc = tab_vseg_at(&s, off, h.len, &p, &avail);
+    rc = wal_win_get(t->ctx, &s, off, h.len, &p, &avail);
     if (rc)
       break;
     if (layout_rec_open(p, avail, pos, &h) != JDB_OK) {
@@ -1407,7 +1366,7 @@ static int tab_verify_segment(struct tab *t, uint32_t seg, uint64_t stop,
   r->log_segments_checked++;
   if (s.f)
     fs_file_close(t->ctx, s.f);
-  mem_free(s.buf);
+  wal_win_free(&s);
   return rc;
 }
 

@@ -1251,19 +1251,8 @@ int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len)
 /* Replay */
 
 /* A sliding window over one segment file, for sequential record parsing. */
-struct wal_win {
-  struct fs_file *f;
-  uint64_t size;       /* file size */
-  uint8_t *buf;
-  size_t cap;
-  uint64_t base;       /* file offset of buf[0] */
-  size_t len;          /* valid bytes in buf */
-};
-
-/* Make [off, off + n) available in the window (n may be cut short by the end of the file).
-   Returns a pointer to off and sets *avail. */
-static int wal_win_get(struct fs_ctx *ctx, struct wal_win *wn, uint64_t off, size_t n,
-                       const uint8_t **p, size_t *avail)
+int wal_win_get(struct fs_ctx *ctx, struct wal_win *wn, uint64_t off, size_t n,
+                const uint8_t **p, size_t *avail)
 {
   if (off >= wn->size) {
     *p = NULL;
@@ -1295,6 +1284,13 @@ static int wal_win_get(struct fs_ctx *ctx, struct wal_win *wn, uint64_t off, siz
   *p = wn->buf + (off - wn->base);
   *avail = (size_t)(wn->base + wn->len - off);
   return JDB_OK;
+}
+
+void wal_win_free(struct wal_win *wn)
+{
+  mem_free(wn->buf);
+  wn->buf = NULL;
+  wn->cap = wn->base = wn->len = 0;
 }
 
 /* Try to read a whole valid record at off in seg. JDB_OK with *h filled, JDB_NOTFOUND if no
@@ -1596,6 +1592,6 @@ int wal_replay(struct wal *w, uint64_t from_pos, wal_replay_fn fn, void *ud, uin
 out:
   if (wn.f)
     fs_file_close(w->ctx, wn.f);
-  mem_free(wn.buf);
+  wal_win_free(&wn);
   return rc;
 }

@@ -172,6 +172,24 @@ size_t wal_segments(const struct wal *w, uint32_t *segs, size_t cap);
    JDB_EINVAL for the current segment or later. The file is kept as a spare for reuse. */
 int wal_segment_drop(struct wal *w, uint32_t seg);
 
+/* A read window over one segment file, for parsing records in order outside the log's own
+   state (replay; tab_verify reads every record of every segment through one). f is borrowed;
+   set f and size (the file's size), the rest zero. */
+struct wal_win {
+  struct fs_file *f;
+  uint64_t size;
+  uint8_t *buf;
+  size_t cap;
+  uint64_t base;            /* file offset of buf[0] */
+  size_t len;               /* valid bytes in buf */
+};
+/* Make [off, off + n) readable at *p, reading 1 MiB or more when the window does not hold it;
+   *avail is what the file has from off (less than n only at its end; 0 and *p NULL past it).
+   JDB_OK, JDB_ENOMEM, or the read's error. */
+int wal_win_get(struct fs_ctx *ctx, struct wal_win *wn, uint64_t off, size_t n,
+                const uint8_t **p, size_t *avail);
+void wal_win_free(struct wal_win *wn);   /* the buffer; f stays the caller's */
+
 struct wal_stats {
   uint64_t records, bytes_appended;
   uint64_t writes, syncs, bytes_written;
