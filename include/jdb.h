@@ -93,8 +93,10 @@ typedef struct jdb_options {
                                   0 = default; at most 512); longer ones stay in the log */
   uint64_t history_seconds;    /* keep overwritten versions this long (default 0) */
   int      io_backend;         /* JDB_IO_AUTO, JDB_IO_URING, JDB_IO_PSYNC */
-  int      direct_io;          /* JDB_DIRECT_AUTO, JDB_DIRECT_ON, JDB_DIRECT_OFF (the pages
-                                  file; the log is always written through the page cache) */
+  int      direct_io;          /* JDB_DIRECT_AUTO, JDB_DIRECT_ON, JDB_DIRECT_OFF: the pages file;
+                                  and the log's large flushes (128 KiB and more; smaller ones
+                                  always go through the page cache), which OFF writes through
+                                  the page cache too */
 } jdb_options_t;
 
 /**

@@ -1070,6 +1070,7 @@ int tab_open(struct fs_ctx *ctx, const char *dir, const struct tab_opts *opts, s
   if (rc)
     goto fail;
   struct wal_opts wo = {.segment_bytes = o.segment_bytes, .inline_max = o.inline_max,
+                        .direct_min = o.pages_buffered ? UINT32_MAX : 0,
                         .read_only = o.read_only};
   rc = wal_open(ctx, logdir, &wo, &t->wal);
   if (rc)
@@ -1148,6 +1149,8 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out)
     out->log_segments_created = ws.segments_created;
     out->log_bytes_prepared = ws.bytes_prepared;
     out->log_segments_reused = ws.segments_reused;
+    out->log_writes = ws.writes;
+    out->log_writes_direct = ws.writes_direct;
   }
 }
 

@@ -71,12 +71,13 @@ struct tab_opts {
   uint64_t segment_bytes;     /* log segment size (default 64 MiB) */
   uint64_t history_seconds;   /* keep overwritten versions this long (default 0) */
   int create_if_missing;
-  int pages_buffered;         /* 1: pages through the page cache (default: O_DIRECT) */
+  int pages_buffered;         /* 1: pages through the page cache (default: O_DIRECT), and no
+                                 log flush with O_DIRECT either (wal_opts.direct_min) */
   int read_only;              /* 1: never create anything; writes, table creation and drops,
                                  checkpoints give JDB_EREADONLY; close does not checkpoint.
-                                 Recovery still repairs the log as in a writable open (a torn tail
-                                 is cut, the next segment is created and prepared): the files must
-                                 be writable (see jdb.h, read_only) */
+                                 Recovery reads the log without repairing it (wal_opts.read_only:
+                                 a torn tail stays for the next writable open); nothing is
+                                 written, and the files are opened read-only */
 };
 
 /* Open (or create, with create_if_missing and not read_only) the tablet in dir and recover it.
@@ -218,6 +219,7 @@ struct tab_stats {
   /* The log since open (wal_stats): bytes written, segments zero-filled before use and the
      zeros that took, segments reused from dropped ones (no zero fill). */
   uint64_t log_bytes_written, log_segments_created, log_bytes_prepared, log_segments_reused;
+  uint64_t log_writes, log_writes_direct;   /* log writes, and of them with O_DIRECT */
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);
 
