@@ -3448,19 +3448,6 @@ static void test_io_error_refuses_writes(void **state)
   tutil_rmrf(dir);
 }
 
-/* Whether the file system under dir takes O_DIRECT (tmpfs before Linux 6.6 does not). */
-static int dir_takes_direct(struct fs_ctx *ctx, const char *dir)
-{
-  char p[4096];
-  tutil_path(p, sizeof p, dir, "direct-probe");
-  struct fs_file *f = NULL;
-  int yes = fs_file_open(ctx, p, FS_O_CREATE | FS_O_DIRECT, &f) == JDB_OK && fs_file_is_direct(f);
-  if (f)
-    fs_file_close(ctx, f);
-  fs_unlink(ctx, p);
-  return yes;
-}
-
 /* jdb_options.direct_io OFF reaches the log: with pages_buffered a batch of ~320 KiB (above the
    log's direct_min) is written through the page cache; by default it goes O_DIRECT, where the
    file system takes it. Both read back the same after a reopen. */
@@ -3490,7 +3477,7 @@ static void test_log_direct_option(void **state)
     assert_true(b.log_writes > a.log_writes);
     if (buffered)
       assert_int_equal(b.log_writes_direct, a.log_writes_direct);
-    else if (dir_takes_direct(e.ctx, e.dir))
+    else if (tutil_dir_takes_direct(e.ctx, e.dir))
       assert_true(b.log_writes_direct > a.log_writes_direct);
     tenv_close(&e);
     tenv_open(&e);

@@ -430,20 +430,6 @@ static struct wal *open_replay(struct fs_ctx *ctx, const char *dir, const struct
   return w;
 }
 
-/* Whether the file system under dir takes O_DIRECT (tmpfs before Linux 6.6 does not: the log
-   then writes everything through the page cache). */
-static int dir_takes_direct(struct fs_ctx *ctx, const char *dir)
-{
-  char p[4096];
-  tutil_path(p, sizeof p, dir, "direct-probe");
-  struct fs_file *f = NULL;
-  int yes = fs_file_open(ctx, p, FS_O_CREATE | FS_O_DIRECT, &f) == JDB_OK && fs_file_is_direct(f);
-  if (f)
-    fs_file_close(ctx, f);
-  fs_unlink(ctx, p);
-  return yes;
-}
-
 /* ------------------------------------------------------------------------------------------- */
 /* 1. Round trip of many mixed records over many small segments */
 
@@ -528,7 +514,7 @@ static void test_roundtrip(void **state)
   assert_int_equal(st.segments_created, nsegs);
   assert_true(nvref > N / 50);
   assert_true(checked_mem > 0 && checked_file > 0);
-  if (dir_takes_direct(ctx, dir)) {
+  if (tutil_dir_takes_direct(ctx, dir)) {
     print_message("  %llu of the writes with O_DIRECT\n", (unsigned long long)st.writes_direct);
     assert_true(st.writes_direct > 0);
     if (!g_direct_min)
@@ -2464,7 +2450,7 @@ static void test_chunked_flush_faults(void **state)
     uint64_t acked = rc == JDB_OK ? first + big : first;
     uint64_t k = sc == 0 ? 0 : sc < 6 ? sc : sc - 5;   /* the data op that faults */
     uint64_t ops = (b.writes - a.writes) + (b.syncs - a.syncs);
-    if (sc == 0 && dir_takes_direct(ctx, dir))
+    if (sc == 0 && tutil_dir_takes_direct(ctx, dir))
       assert_true(b.writes - a.writes >= 4 && b.writes_direct > a.writes_direct);
     if (k == 0 || k > ops) {
       /* no fault, or the flush had fewer ops than k (with every flush direct there is no

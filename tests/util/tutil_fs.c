@@ -28,3 +28,15 @@ const char *tutil_backend_arg(int argc, char **argv, const char *def)
   }
   return b;
 }
+
+int tutil_dir_takes_direct(struct fs_ctx *ctx, const char *dir)
+{
+  char p[4096];
+  snprintf(p, sizeof p, "%s/direct-probe", dir);
+  struct fs_file *f = NULL;
+  int yes = fs_file_open(ctx, p, FS_O_CREATE | FS_O_DIRECT, &f) == JDB_OK && fs_file_is_direct(f);
+  if (f)
+    fs_file_close(ctx, f);
+  fs_unlink(ctx, p);
+  return yes;
+}

@@ -10,4 +10,9 @@
    kernel refuses io_uring. Returns the name. */
 const char *tutil_backend_arg(int argc, char **argv, const char *def);
 
+/* Whether the file system under dir takes O_DIRECT (tmpfs before Linux 6.6 does not: the log
+   then writes everything through the page cache). Creates and removes a probe file. */
+struct fs_ctx;
+int tutil_dir_takes_direct(struct fs_ctx *ctx, const char *dir);
+
 #endif
