@@ -328,6 +328,9 @@ void wal_close(struct wal *w)
 /* ------------------------------------------------------------------------------------------- */
 /* Buffers and encoding */
 
+/* New bytes in a buffer (after its head). */
+static inline size_t wal_buf_fresh(const struct wal_buf *b) { return b->len - b->head; }
+
 static int wal_buf_reserve(struct wal_buf *b, size_t more)
 {
   size_t need = b->len + more + WAL_BLOCK;
@@ -461,11 +464,17 @@ static void wal_flush_done(struct fs_op *op)
   }
   if (--w->flush_ops_left > 0)
     return;   /* other ops of the flush are still out (CQEs of a chain may come in any order) */
+  /* The first failure says what happened (in a chain, the ops after it are canceled). */
+  int rw = w->flush_w2 ? fs_op_error(&w->op_write2) : JDB_OK;
+  if (!rw && w->flush_w1)
+    rw = fs_op_error(&w->op_write);
+  if (!rw)
+    rw = w->flush_err;
   if (w->flush_sync_after) {
     /* Every chunk is written: now the fdatasync (per inode: it covers the page-cache write of
-       the first block too). */
+       the first block too), unless a write failed. */
     w->flush_sync_after = 0;
-    if (!w->flush_err && !(w->flush_w2 && fs_op_error(&w->op_write2))) {
+    if (!rw) {
       w->flush_ops_left = 1;
       int rc = fs_submit(w->ctx, &w->op_sync);
       JDB_ASSERT(rc == JDB_OK);
@@ -474,12 +483,6 @@ static void wal_flush_done(struct fs_op *op)
     }
     w->flush_sync = 0;
   }
-  /* The first failure says what happened (in a chain, the ops after it are canceled). */
-  int rw = w->flush_w2 ? fs_op_error(&w->op_write2) : JDB_OK;
-  if (!rw && w->flush_w1)
-    rw = fs_op_error(&w->op_write);
-  if (!rw)
-    rw = w->flush_err;
   int rs = w->flush_sync ? fs_op_error(&w->op_sync) : JDB_OK;
   if (rw)
     wal_poison(w, rw, "write");
@@ -493,14 +496,14 @@ static void wal_flush_done(struct fs_op *op)
   if (w->flush_buf >= 0) {
     struct wal_buf *b = &w->bufs[w->flush_buf];
     if (!w->poison)
-      w->st.bytes_written += b->len - b->head;
+      w->st.bytes_written += wal_buf_fresh(b);
     b->len = b->head = 0;
   }
   w->flushing = 0;
   wal_wake_all(w);
   /* Waiters that arrived during this flush are served by the next one right away. */
   struct wal_buf *ac = &w->bufs[w->active];
-  if (!w->poison && (w->sync_target > w->durable_pos || ac->len > ac->head))
+  if (!w->poison && (w->sync_target > w->durable_pos || wal_buf_fresh(ac)))
     wal_flush(w);
 }
 
@@ -513,7 +516,7 @@ int wal_flush(struct wal *w)
   if (w->flushing || !w->replayed)
     return JDB_OK;
   struct wal_buf *b = &w->bufs[w->active];
-  size_t fresh = b->len - b->head;
+  size_t fresh = wal_buf_fresh(b);
   uint64_t start = w->append_pos - fresh;
   int want_sync = w->sync_target > w->durable_pos;
   if (!fresh && !(want_sync && w->written_pos > w->durable_pos))
@@ -1219,7 +1222,7 @@ int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len)
        are copied first: the file read may park this fiber, and meanwhile the flush in flight
        can complete and its buffer be reused. */
     const struct wal_buf *fl = &w->bufs[!w->active], *ac = &w->bufs[w->active];
-    uint64_t mem_start = w->written_pos, ac_start = w->append_pos - (ac->len - ac->head);
+    uint64_t mem_start = w->written_pos, ac_start = w->append_pos - wal_buf_fresh(ac);
     uint64_t end = pos + len;
     uint8_t *d = dst;
     for (uint64_t at = pos > mem_start ? pos : mem_start; at < end;) {
