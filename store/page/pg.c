@@ -282,7 +282,7 @@ void pg_close(struct pg *p)
   if (p->frames) {
     for (;;) {
       int busy = 0;
-      for (uint32_t i = 0; i < p->nframes; i++) {
+      for (uint32_t i = 0; i < p->nused; i++) {
         struct pg_frame *f = &p->frames[i];
         JDB_ASSERT(f->waiters == NULL);   /* nobody may be parked in pg_pin */
         busy |= pg_op_busy(&f->op);
@@ -694,7 +694,8 @@ void pg_stats_get(const struct pg *p, struct pg_stats *out)
   *out = p->stats;
   out->frames = p->nframes;
   out->pinned = 0;
-  for (uint32_t i = 0; i < p->nframes; i++)
+  out->frames_used = p->nused;
+  for (uint32_t i = 0; i < p->nused; i++)
     out->pinned += p->frames[i].pins > 0;
   out->dirty = p->ndirty;
   out->free_pages = p->ready.len;
@@ -737,7 +738,10 @@ int pg_check(const struct pg *p)
   PG_CHECK(ndirty == p->ndirty, "%s: dirty list holds %llu frames, count says %u", p->path,
            (unsigned long long)ndirty, p->ndirty);
   uint64_t nstate[5] = {0};
-  for (uint32_t i = 0; i < p->nframes; i++) {
+  PG_CHECK(p->nused <= p->nframes && 2ull * p->nused <= p->slot_mask + 1,
+           "%s: %u frames used of %u, %llu slots", p->path, p->nused, p->nframes,
+           (unsigned long long)(p->slot_mask + 1));
+  for (uint32_t i = 0; i < p->nused; i++) {
     const struct pg_frame *f = &p->frames[i];
     PG_CHECK(f->state <= PG_FRAME_ORPHAN, "%s: frame %u has state %u", p->path, i, f->state);
     nstate[f->state]++;
@@ -771,7 +775,7 @@ int pg_check(const struct pg *p)
     if (!sl->pgno)
       continue;
     nhashed++;
-    PG_CHECK(sl->idx < p->nframes, "%s: slot %llu names frame %u", p->path,
+    PG_CHECK(sl->idx < p->nused, "%s: slot %llu names frame %u", p->path,
              (unsigned long long)b, sl->idx);
     const struct pg_frame *f = &p->frames[sl->idx];
     PG_CHECK(f->pgno == sl->pgno, "%s: slot %llu names frame %u of another page", p->path,

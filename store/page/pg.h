@@ -201,6 +201,7 @@ struct pg_stats {
   uint64_t spilled_pages;   /* pages they wrote */
   uint64_t corrupt;         /* pages that failed verification (or a want_type check) */
   uint32_t frames, pinned, dirty;   /* dirty: frames DIRTY now (spilled pages are not) */
+  uint32_t frames_used;     /* frames that have held a page (the rest cost no memory yet) */
   uint64_t free_pages, pending_free_pages, page_count;
   /* free_pages: reusable now; pending_free_pages: freed, waiting for durability / readers;
      page_count: high-water mark of the state being built. */

@@ -2,24 +2,30 @@
  * pg_evict.c - the frame table of the buffer manager: frame memory, the pgno -> frame hash
  * table, the free-frame list and CLOCK eviction; and the set of spilled page numbers.
  *
- * Memory, allocated once at pg_open and never on the hot path: the frames' pages are one arena
- * mapping (2 MiB huge pages when the system has them), carved into PG_PAGE pieces in frame order
- * (so frame i's data is base + i * PG_PAGE); the frame structs are one array; the hash table is a
- * power-of-two array of slots (at least twice the frame count), open-addressed with linear
- * probing, each slot holding the pgno, the frame index and whether the page is readable, so a
- * lookup touches one slot and pg_peek reaches the page without touching the frame struct (a
- * chained table cost a bucket and a frame-struct cache miss per level of a tree descent: 45% of
- * a warm point lookup). CLOCK reference bits live in their own byte array for the same reason.
- * The arena is registered with the fs ctx as fixed buffers, one iovec per
+ * Memory, mapped once at pg_open for the whole budget but touched only as frames come into use:
+ * the frames' pages are one arena mapping (2 MiB huge pages when the system has them), frame i's
+ * data at base + i * PG_PAGE; the frame structs are one zeroed array. Frames [0, nused) have been
+ * used; when the free list is empty pg_frame_take hands out frame nused while the budget has one,
+ * and only then evicts, so a budget larger than the working set costs address space, not memory.
+ * The hash table is a power-of-two array of slots, at least twice nused (pg_slots_fit doubles it
+ * with a rehash as frames come into use: the one allocation after open, and rare; on huge pages
+ * from 2 MiB), open-addressed with linear probing, each slot holding the pgno, the frame index
+ * and whether the page is readable, so a lookup touches one slot and pg_peek reaches the page
+ * without touching the frame struct (a chained table cost a bucket and a frame-struct cache miss
+ * per level of a tree descent: 45% of a warm point lookup). CLOCK reference bits live in their
+ * own byte array for the same reason. The first PG_FIXED_FRAMES_MAX frames (registering pins the
+ * memory, and so commits it) are registered with the fs ctx as fixed buffers, one iovec per
  * PG_FIXED_CHUNK_FRAMES frames (io_uring caps one registered buffer at 1 GiB); reads and writes of
- * frame i then name buffer i / PG_FIXED_CHUNK_FRAMES. Registration is an optimisation: when the
- * backend or the locked-memory limit refuses it, ops simply go without fixed_buf.
+ * such a frame i name buffer i / PG_FIXED_CHUNK_FRAMES + 1, other frames go without.
+ * Registration is an optimisation: when the backend or the locked-memory limit refuses it, ops
+ * simply go without fixed_buf.
  *
  * Invariants:
  *   - A frame is in the hash table iff its state is LOADING, RESIDENT or DIRTY, under its pgno,
  *     and at most one frame holds a given pgno.
- *   - FREE frames are exactly the ones on the free-frame list; DIRTY frames exactly the ones on
- *     the dirty list (p->ndirty of them).
+ *   - Of the frames [0, nused), the FREE ones are exactly the ones on the free-frame list; DIRTY
+ *     frames exactly the ones on the dirty list (p->ndirty of them). Frames from nused on are
+ *     zeroes no list, slot or sweep reaches; the table has at least 2 * nused slots.
  *   - Eviction takes only RESIDENT frames with no pin, whose op is idle or done and which have no
  *     waiter: a LOADING frame (read in flight) or a DIRTY one (not yet written) is never taken.
  *     A RESIDENT frame of a spilled page is taken like any other: its bytes are on disk.
@@ -113,6 +119,58 @@ void pg_hash_remove(struct pg *p, struct pg_frame *f)
     }
   }
   p->slots[i] = (struct pg_slot){0};
+}
+
+/* A zeroed slot table of nb entries: on huge pages when large (every lookup of a page not in the
+   CPU's cache misses on its slot; the load was 86 % of pg_peek in readrandom over 262144 frames,
+   a TLB miss as much as a cache miss), from the heap otherwise. */
+static int pg_slots_make(uint64_t nb, struct pg_slot **slots, struct mem_arena *a)
+{
+  size_t bytes = (size_t)nb * sizeof **slots;
+  *a = (struct mem_arena){0};
+  if (bytes >= PG_META_HUGE_MIN) {
+    int rc = mem_arena_init(a, bytes, MEM_ARENA_HUGE_TRY);
+    if (rc)
+      return rc;
+    *slots = mem_arena_alloc(a, bytes);
+    return JDB_OK;
+  }
+  *slots = mem_calloc(nb, sizeof **slots);
+  return *slots ? JDB_OK : JDB_ENOMEM;
+}
+
+void pg_slots_drop(struct pg_slot *slots, struct mem_arena *a)
+{
+  if (a->base)
+    mem_arena_deinit(a);
+  else
+    mem_free(slots);
+}
+
+int pg_slots_fit(struct pg *p, uint64_t frames)
+{
+  uint64_t nb = p->slots ? p->slot_mask + 1 : 0;
+  if (nb && 2 * frames <= nb)
+    return JDB_OK;
+  uint64_t want = nb ? 2 * nb : 1024;
+  while (want < 2 * frames)
+    want <<= 1;
+  struct pg_slot *ns;
+  struct mem_arena na;
+  int rc = pg_slots_make(want, &ns, &na);
+  if (rc)
+    return rc;
+  struct pg_slot *os = p->slots;
+  struct mem_arena oa = p->meta;
+  p->slots = ns;
+  p->meta = na;
+  p->slot_mask = want - 1;
+  for (uint64_t i = 0; i < nb; i++)
+    if (os[i].pgno)
+      p->slots[pg_hash_probe(p, os[i].pgno)] = os[i];
+  if (os)
+    pg_slots_drop(os, &oa);
+  return JDB_OK;
 }
 
 uint64_t pg_hash_count(const struct pg *p)
@@ -259,7 +317,20 @@ struct pg_frame *pg_frame_take(struct pg *p)
     f->lnext = NULL;
     return f;
   }
-  uint32_t n = p->nframes;
+  /* A frame never used yet, while the budget has one and the hash table can grow to hold its
+     page; when the table cannot grow (out of memory) the cache stops growing and CLOCK reuses
+     the frames it has. */
+  if (p->nused < p->nframes && pg_slots_fit(p, (uint64_t)p->nused + 1) == JDB_OK) {
+    f = &p->frames[p->nused];
+    f->data = p->arena.base + (size_t)p->nused * PG_PAGE;
+    f->pg = p;
+    f->idx = p->nused++;
+    f->state = PG_FRAME_FREE;
+    return f;
+  }
+  uint32_t n = p->nused;
+  if (!n)
+    return NULL;
   for (uint64_t step = 0; step < 2ull * n; step++) {
     f = &p->frames[p->hand];
     p->hand = p->hand + 1 == n ? 0 : p->hand + 1;
@@ -293,25 +364,28 @@ void pg_frame_forget(struct pg *p, uint64_t pgno)
 
 uint16_t pg_frame_fixed(const struct pg *p, const struct pg_frame *f)
 {
-  return p->fixed ? (uint16_t)(f->idx / PG_FIXED_CHUNK_FRAMES + 1) : 0;
+  return p->fixed && f->idx < p->nfixed ? (uint16_t)(f->idx / PG_FIXED_CHUNK_FRAMES + 1) : 0;
 }
 
 static void pg_frames_register(struct pg *p)
 {
-  unsigned nchunks = (p->nframes + PG_FIXED_CHUNK_FRAMES - 1) / PG_FIXED_CHUNK_FRAMES;
+  /* Registration pins (and so commits) the memory it covers: only the first PG_FIXED_FRAMES_MAX
+     frames, the ones a growing cache uses first. */
+  uint32_t nfixed = p->nframes < PG_FIXED_FRAMES_MAX ? p->nframes : PG_FIXED_FRAMES_MAX;
+  unsigned nchunks = (nfixed + PG_FIXED_CHUNK_FRAMES - 1) / PG_FIXED_CHUNK_FRAMES;
   struct iovec *iov = mem_calloc(nchunks, sizeof *iov);
   if (!iov)
     return;
   for (unsigned c = 0; c < nchunks; c++) {
     uint32_t first = c * PG_FIXED_CHUNK_FRAMES;
-    uint32_t n = p->nframes - first < PG_FIXED_CHUNK_FRAMES ? p->nframes - first
-                                                            : PG_FIXED_CHUNK_FRAMES;
-    iov[c].iov_base = p->frames[first].data;
+    uint32_t n = nfixed - first < PG_FIXED_CHUNK_FRAMES ? nfixed - first : PG_FIXED_CHUNK_FRAMES;
+    iov[c].iov_base = p->arena.base + (size_t)first * PG_PAGE;
     iov[c].iov_len = (size_t)n * PG_PAGE;
   }
   int rc = fs_ctx_register_buffers(p->ctx, iov, nchunks);
   mem_free(iov);
   p->fixed = rc == JDB_OK;
+  p->nfixed = p->fixed ? nfixed : 0;
   if (rc)
     LOG_DEBUG("%s: frames not registered as fixed buffers (%s)", p->path, jdb_strerror(rc));
 }
@@ -322,30 +396,17 @@ int pg_frames_init(struct pg *p)
   int rc = mem_arena_init(&p->arena, (size_t)n * PG_PAGE, MEM_ARENA_HUGE_TRY);
   if (rc)
     return rc;
-  p->frames = mem_calloc(n, sizeof *p->frames);
-  uint64_t nb = 1;
-  while (nb < 2ull * n)
-    nb <<= 1;
-  p->slots = mem_calloc(nb, sizeof *p->slots);
-  p->refs = mem_calloc(n, 1);
-  if (!p->frames || !p->slots || !p->refs)
+  if (!mem_arena_alloc(&p->arena, (size_t)n * PG_PAGE))
     return JDB_ENOMEM;
-  p->slot_mask = nb - 1;
-  for (uint32_t i = 0; i < n; i++) {
-    struct pg_frame *f = &p->frames[i];
-    f->data = mem_arena_alloc(&p->arena, PG_PAGE);
-    JDB_ASSERT(f->data != NULL);
-    /* The registration below covers chunks of consecutive frames with one iovec each. */
-    JDB_ASSERT(f->data == p->frames[0].data + (size_t)i * PG_PAGE);
-    f->pg = p;
-    f->idx = i;
-    f->state = PG_FRAME_FREE;
-  }
-  /* Free list in frame order, so a fresh pg fills frames 0, 1, 2, ... */
-  for (uint32_t i = n; i-- > 0;) {
-    p->frames[i].lnext = p->free_frames;
-    p->free_frames = &p->frames[i];
-  }
+  /* Zeroed, and touched only as frames come into use (pg_frame_take): a large budget costs
+     address space, not memory, until the pages it caches need it. */
+  p->frames = mem_calloc(n, sizeof *p->frames);
+  p->refs = mem_calloc(n, 1);
+  if (!p->frames || !p->refs)
+    return JDB_ENOMEM;
+  rc = pg_slots_fit(p, n < PG_SLOTS_FRAMES_INIT ? n : PG_SLOTS_FRAMES_INIT);
+  if (rc)
+    return rc;
   p->dirty.lnext = p->dirty.lprev = &p->dirty;
   pg_frames_register(p);
   return JDB_OK;
@@ -360,8 +421,9 @@ void pg_frames_deinit(struct pg *p)
       LOG_WARN("%s: unregistering the frame buffers: %s", p->path, jdb_strerror(rc));
     p->fixed = 0;
   }
-  mem_free(p->slots);
+  pg_slots_drop(p->slots, &p->meta);
   p->slots = NULL;
+  p->slot_mask = 0;
   mem_free(p->refs);
   p->refs = NULL;
   mem_free(p->frames);

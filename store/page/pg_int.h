@@ -21,6 +21,9 @@
 
 #define PG_PAGE LAYOUT_PAGE_SIZE
 #define PG_FRAMES_DEF 1024u
+#define PG_META_HUGE_MIN ((size_t)2 << 20)   /* a slot table this large goes on huge pages */
+#define PG_SLOTS_FRAMES_INIT 1024u          /* frames the first slot table is sized for */
+#define PG_FIXED_FRAMES_MAX (1u << 16)      /* frames registered as fixed buffers (256 MiB) */
 #define PG_FRAMES_MIN 16u
 #define PG_FRAMES_MAX (1u << 26)            /* 256 GiB of frames */
 #define PG_FIXED_CHUNK_FRAMES (1u << 16)    /* frames per registered buffer (256 MiB) */
@@ -112,7 +115,11 @@ struct pg {
   struct pg_frame *frames;
   uint32_t nframes;
   uint32_t hand;                   /* CLOCK hand */
-  struct pg_slot *slots;           /* open-addressed pgno -> frame table (pg_evict.c) */
+  uint32_t nused;                  /* frames [0, nused) have been used; the rest are zeroes */
+  uint32_t nfixed;                 /* frames [0, nfixed) are in registered buffers */
+  struct mem_arena meta;           /* the slot table's mapping when it is large, else empty */
+  struct pg_slot *slots;           /* open-addressed pgno -> frame table (pg_evict.c), sized
+                                      for at least twice nused */
   uint64_t slot_mask;
   uint8_t *refs;                   /* CLOCK reference bits, one byte per frame */
   struct pg_frame *free_frames;    /* FREE frames, through lnext */
@@ -173,8 +180,12 @@ void pg_hash_remove(struct pg *p, struct pg_frame *f);
 void pg_hash_set_ready(struct pg *p, const struct pg_frame *f);
 /* Entries in the table (for pg_check). */
 uint64_t pg_hash_count(const struct pg *p);
-/* A FREE frame (from the free list, else by evicting an unpinned RESIDENT one), out of every
-   list; NULL when none can be had. */
+/* Grow the hash table (rehashing) so that it is at most half full with this many frames
+   hashed; JDB_ENOMEM leaves it as it was. */
+int pg_slots_fit(struct pg *p, uint64_t frames);
+void pg_slots_drop(struct pg_slot *slots, struct mem_arena *a);
+/* A FREE frame (from the free list, else a frame never used while the budget has one, else by
+   evicting an unpinned RESIDENT one), out of every list; NULL when none can be had. */
 struct pg_frame *pg_frame_take(struct pg *p);
 /* Back to FREE: out of the hash (if in it) and onto the free-frame list. */
 void pg_frame_release(struct pg *p, struct pg_frame *f);

@@ -19,6 +19,7 @@
 #include "fs.h"
 #include "jdb.h"
 #include "layout.h"
+#include "mem.h"
 #include "pg.h"
 
 #include <fcntl.h>
@@ -2149,6 +2150,65 @@ static void test_prefetch(void **state)
   fs_ctx_destroy(ctx);
 }
 
+/* A large budget costs memory only as frames come into use: after open none is used, each page
+   read takes a frame never used before while the budget has one (no eviction), the hash table
+   grows (rehashing) as they do, and every page stays readable across the growths. When the table
+   cannot grow (out of memory) the cache stops growing and CLOCK reuses the frames it has; once
+   memory is back it grows again. */
+static int g_big_fail;   /* 1: allocations of 64 KiB and more fail (a slot table past 1024 frames) */
+static void *big_fail_malloc(size_t n)
+{
+  return g_big_fail && n >= (64u << 10) ? NULL : malloc(n);
+}
+
+static void test_lazy_frames(void **state)
+{
+  struct fs_ctx *ctx = ctx_new(state);
+  const char *dir = tutil_tmpdir("pg_lazy");
+  char path[4096];
+  file_in(dir, path, sizeof path);
+  struct model *m = model_new();
+  enum { NPAGES = 6000, BUDGET = 1u << 18 };   /* 1 GiB of frames */
+  struct pg *p = open_ok(ctx, path, 64);
+  build_pages(p, m, NPAGES, 48);
+  pg_close(p);
+
+  p = open_ok(ctx, path, BUDGET);
+  struct pg_stats st;
+  pg_stats_get(p, &st);
+  assert_int_equal(st.frames, BUDGET);
+  assert_true(st.frames_used <= 2);
+  verify(p, m);   /* pins every page once, then pg_check */
+  pg_stats_get(p, &st);
+  assert_true(st.frames_used >= NPAGES && st.frames_used <= NPAGES + 8);
+  assert_int_equal(st.evictions, 0);
+  verify(p, m);   /* all hits now */
+  pg_stats_get(p, &st);
+  assert_int_equal(st.evictions, 0);
+  pg_close(p);
+
+  /* Growth refused: 1024 frames (the first table's) and CLOCK. */
+  p = open_ok(ctx, path, BUDGET);
+  struct mem_hooks h = {.malloc_fn = big_fail_malloc};
+  mem_hooks_set(&h);
+  g_big_fail = 1;
+  for (uint64_t pg = 2; pg < NPAGES + 2; pg++)
+    pin_expect(p, pg, LAYOUT_PAGE_LEAF, JDB_OK);
+  pg_stats_get(p, &st);
+  assert_true(st.frames_used <= 1024);
+  assert_true(st.evictions >= NPAGES - 1024);
+  assert_int_equal(pg_check(p), JDB_OK);
+  g_big_fail = 0;
+  mem_hooks_set(NULL);
+  verify(p, m);
+  pg_stats_get(p, &st);
+  assert_true(st.frames_used > 1024);
+  pg_close(p);
+  free(m);
+  tutil_rmrf(dir);
+  fs_ctx_destroy(ctx);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 
 #define BOTH(fn) \
@@ -2170,6 +2230,7 @@ int main(void)
     BOTH(test_commit_readback),
     BOTH(test_bad_commit_args),
     BOTH(test_eviction),
+    BOTH(test_lazy_frames),
     BOTH(test_dirty_budget),
     BOTH(test_fibers_one_read),
     BOTH(test_fiber_commit),
