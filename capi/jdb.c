@@ -9,9 +9,10 @@
  *
  * Options. jdb_options_t is versioned by struct_size: a caller built against an older header
  * passes a smaller struct and keeps the defaults of the fields it never heard of. cache_bytes is
- * for the whole instance; the runtime divides it: cache_bytes / 4 KiB / shards frames per shard
- * (at least 64), once the MANIFEST (or, for a new instance, opts.shards or the online CPUs) has
- * given the shard count.
+ * for the whole instance (0: opts_cache_bytes_default, a quarter of the memory the process may
+ * use); the runtime divides it: cache_bytes / 4 KiB / shards frames per shard (at least 64), once
+ * the MANIFEST (or, for a new instance, opts.shards or the online CPUs) has given the shard
+ * count. Frames take memory only as pages fill them (store/page).
  *
  * Closing (capi_int.h): snapshots and iterators are capi objects; jdb_close closes the gate,
  * waits for the calls inside it, releases on their shards the objects callers left open, marks
@@ -25,6 +26,7 @@
 #include "layout.h"
 #include "log.h"
 #include "mem.h"
+#include "opts.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -161,7 +163,7 @@ static int capi_opts_read(const jdb_options_t *in, jdb_options_t *o)
        o->direct_io != JDB_DIRECT_OFF))
     return JDB_EINVAL;
   if (!o->cache_bytes)
-    o->cache_bytes = 256ull << 20;
+    o->cache_bytes = opts_cache_bytes_default();
   return JDB_OK;
 }
 
@@ -352,6 +354,7 @@ JDB_API int jdb_stats(jdb_t *db, int shard, jdb_stats_t *out)
     st.page_file_bytes += s->io.page_file_bytes;
     st.log_bytes += s->io.log_bytes;
     st.cache_bytes += s->io.cache_frames * CAPI_PAGE;
+    st.cache_used_bytes += s->io.cache_frames_used * CAPI_PAGE;
     st.cache_hits += s->io.cache_hits;
     st.cache_misses += s->io.cache_misses;
     st.versions_pruned += s->ts.versions_pruned;

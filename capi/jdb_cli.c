@@ -475,6 +475,7 @@ static int cli_stats_print(jdb_t *db, int shard)
   printf("  %-20s %s\n", "log", cli_fmt_bytes(s.log_bytes, b1));
   uint64_t lookups = s.cache_hits + s.cache_misses;
   printf("  %-20s %s", "cache", cli_fmt_bytes(s.cache_bytes, b2));
+  printf(" (%s in use)", cli_fmt_bytes(s.cache_used_bytes, b1));
   if (lookups > 0)
     printf(", hit rate %.2f%% (%" PRIu64 " hits, %" PRIu64 " misses)\n",
            100.0 * (double)s.cache_hits / (double)lookups, s.cache_hits, s.cache_misses);

@@ -85,8 +85,12 @@ typedef struct jdb_options {
                                   Recovery replays the log without repairing it: nothing is
                                   written (a torn tail after a crash stays for the next
                                   writable open to cut). Every file is opened read-only. */
-  uint64_t cache_bytes;        /* buffer pool, whole instance (default 256 MiB; 0 = default).
-                                  Each shard gets cache_bytes / shards, at least 256 KiB */
+  uint64_t cache_bytes;        /* buffer pool, whole instance (0 = default: a quarter of the
+                                  memory the process may use, physical or its cgroup's limit,
+                                  at least 64 MiB). Each shard gets cache_bytes / shards, at
+                                  least 256 KiB. The pool takes memory as pages fill it (up
+                                  to 256 MiB per shard is committed at open where io_uring
+                                  registers it as fixed buffers), never more than this */
   uint64_t memtable_bytes;     /* per shard, before a checkpoint (default 64 MiB; 0 = default;
                                   else at least 1 MiB) */
   uint32_t inline_value_max;   /* values up to this size live in B+ tree leaves (default 256;
@@ -214,6 +218,8 @@ typedef struct jdb_stats_s {
   uint64_t calls;              /* requests served by the shard threads */
   uint64_t snapshots;          /* live snapshots and iterators */
   uint64_t checkpoints_running;  /* shards running a checkpoint now (merge, log release, log GC) */
+  uint64_t cache_used_bytes;   /* of cache_bytes, the frames that have held a page: the memory
+                                  the buffer pool takes (it never shrinks while open) */
 } jdb_stats_t;
 
 /**

@@ -1258,8 +1258,8 @@ int tab_io_stats_get(struct tab *t, struct tab_io_stats *out)
     return JDB_EINVAL;
   struct pg_stats ps;
   pg_stats_get(t->pg, &ps);
-  *out = (struct tab_io_stats){.cache_frames = ps.frames, .cache_hits = ps.hits,
-                               .cache_misses = ps.misses};
+  *out = (struct tab_io_stats){.cache_frames = ps.frames, .cache_frames_used = ps.frames_used,
+                               .cache_hits = ps.hits, .cache_misses = ps.misses};
   char path[4096];
   struct stat st;
   if ((size_t)snprintf(path, sizeof path, "%s/pages", t->dir) < sizeof path &&

@@ -226,6 +226,7 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out);
 /* Sizes and page-cache counters (jdb_stats). */
 struct tab_io_stats {
   uint64_t cache_frames;          /* page cache budget, 4 KiB frames */
+  uint64_t cache_frames_used;     /* frames that have held a page (the memory the cache takes) */
   uint64_t cache_hits, cache_misses;
   uint64_t page_file_bytes;       /* size of the pages file (stat(2)) */
   uint64_t log_segments;          /* log segment files */

@@ -346,7 +346,12 @@ static void test_options_init(void **state)
   assert_int_equal(o.pin_cores, 1);
   assert_int_equal(o.create_if_missing, 1);
   assert_int_equal(o.read_only, 0);
-  assert_int_equal(o.cache_bytes, 256ull << 20);
+  /* a quarter of the memory the process may use (physical, or less under a cgroup limit), in
+     whole pages, at least 64 MiB */
+  uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+  assert_true(o.cache_bytes >= (64ull << 20));
+  assert_int_equal(o.cache_bytes % 4096, 0);
+  assert_true(o.cache_bytes <= (ram / 4 > (64ull << 20) ? ram / 4 : 64ull << 20));
   assert_int_equal(o.memtable_bytes, 64ull << 20);
   assert_int_equal(o.inline_value_max, 256);
   assert_int_equal(o.history_seconds, 0);
@@ -682,6 +687,14 @@ static void test_reopen_stats_check(void **state)
   assert_true(s1.memtable_bytes > 0);
   assert_true(s1.log_bytes > 0);
   assert_true(s1.cache_bytes > 0);
+  assert_true(s1.cache_used_bytes <= s1.cache_bytes);
+  /* the pool takes frames as pages fill them: the checkpoint's tree pages */
+  assert_ok(jdb_checkpoint(db));
+  jdb_stats_t su = t_stats(db, -1);
+  a = t_stats(db, 0);
+  c = t_stats(db, 1);
+  assert_true(su.cache_used_bytes > 0 && su.cache_used_bytes <= su.cache_bytes);
+  assert_int_equal(a.cache_used_bytes + c.cache_used_bytes, su.cache_used_bytes);
   assert_true(s1.calls > 0);
 
   /* stats argument checks; a smaller struct_size gets only its fields */

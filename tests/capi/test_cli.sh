@@ -125,7 +125,7 @@ has "key of another table" "$err" "JDB_NOTFOUND: "
 expect 0 "${J[@]}" stats
 has "stats" "$out" "shards +2"
 has "stats" "$out" "tables +3"
-has "stats" "$out" "cache +[0-9.]+ [KMG]iB, hit rate"
+has "stats" "$out" "cache +[0-9.]+ [KMG]iB \\([0-9.]+ [KMG]?i?B in use\\), hit rate"
 has "stats" "$out" "I/O writes +[0-9]+"
 has "stats" "$out" "page files +[0-9.]+ ([KMG]i)?B"
 expect 0 "${J[@]}" stats --per-shard

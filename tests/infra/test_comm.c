@@ -10,6 +10,7 @@
 #include "err.h"
 #include "hash.h"
 #include "log.h"
+#include "opts.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -77,7 +78,17 @@ static void options_defaults(void **state)
   assert_int_equal(o.pin_cores, 1);
   assert_int_equal(o.create_if_missing, 1);
   assert_int_equal(o.read_only, 0);
-  assert_true(o.cache_bytes == 256ull << 20);
+  /* the cache: a quarter of the memory the process may use (never more than the machine's),
+     in whole pages, between the bounds */
+  uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t ram = opts_ram_bytes();
+  assert_true(ram > 0 && ram <= phys);
+  uint64_t want = ram / 4 / 4096 * 4096;
+  want = want < OPTS_CACHE_DEFAULT_MIN   ? OPTS_CACHE_DEFAULT_MIN
+         : want > OPTS_CACHE_DEFAULT_MAX ? OPTS_CACHE_DEFAULT_MAX
+                                         : want;
+  assert_true(o.cache_bytes == want);
+  assert_true(opts_cache_bytes_default() == want);
   assert_true(o.memtable_bytes == 64ull << 20);
   assert_int_equal(o.inline_value_max, 256);
   assert_true(o.history_seconds == 0);

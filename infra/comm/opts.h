@@ -1,0 +1,23 @@
+/*
+ * opts.h - option defaults shared by jdb_options_init and jdb_open (a cache_bytes of 0).
+ */
+#ifndef JDB_OPTS_H
+#define JDB_OPTS_H
+
+#include <stdint.h>
+
+/* The memory this process may use: the machine's physical memory (sysconf), or the cgroup's
+   limit when one is set and smaller (cgroup v2 memory.max, v1 memory.limit_in_bytes), as a
+   container sees it; 0 if neither can be read. Read afresh on every call. */
+uint64_t opts_ram_bytes(void);
+
+/* The buffer pool a caller that names no size gets: a quarter of opts_ram_bytes, in whole 4 KiB pages, at least
+   OPTS_CACHE_DEFAULT_MIN, at most OPTS_CACHE_DEFAULT_MAX (2^26 frames). The pool takes memory
+   only as pages fill its frames (store/page), so the budget is a ceiling, not an allocation.
+   WiredTiger sizes its default cache from RAM the same way (half of it less 1 GB); LMDB and
+   RocksDB lean on the OS page cache, which grows into free memory unasked. */
+#define OPTS_CACHE_DEFAULT_MIN (64ull << 20)
+#define OPTS_CACHE_DEFAULT_MAX (256ull << 30)
+uint64_t opts_cache_bytes_default(void);
+
+#endif
