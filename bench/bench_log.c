@@ -205,10 +205,13 @@ static int log_append_case(struct log_run *r, const char *name, uint32_t vlen, i
   bench_row(name, seq - seq0, secs, b.bytes_written - a.bytes_written, NULL, 0);
   if (mbs)
     *mbs = (double)(b.bytes_written - a.bytes_written) / secs / 1e6;
-  bench_note("%s: %.1f MB/s of user data, %llu writes, %llu fdatasyncs, %llu segments "
-             "prepared, %llu reused", name, (double)(seq - seq0) * (LOG_KEY + vlen) / secs / 1e6,
+  uint64_t allocated = b.segments_allocated - a.segments_allocated;
+  bench_note("%s: %.1f MB/s of user data, %llu writes, %llu fdatasyncs, segments: %llu "
+             "zero-filled, %llu allocated, %llu reused",
+             name, (double)(seq - seq0) * (LOG_KEY + vlen) / secs / 1e6,
              (unsigned long long)(b.writes - a.writes), (unsigned long long)(b.syncs - a.syncs),
-             (unsigned long long)(b.segments_created - a.segments_created),
+             (unsigned long long)(b.segments_created - a.segments_created - allocated),
+             (unsigned long long)allocated,
              (unsigned long long)(b.segments_reused - a.segments_reused));
   log_close(r);
   int fail = rc != JDB_OK;

@@ -1160,6 +1160,7 @@ void tab_stats_get(const struct tab *t, struct tab_stats *out)
     out->log_segments_created = ws.segments_created;
     out->log_bytes_prepared = ws.bytes_prepared;
     out->log_segments_reused = ws.segments_reused;
+    out->log_segments_allocated = ws.segments_allocated;
     out->log_writes = ws.writes;
     out->log_writes_direct = ws.writes_direct;
   }

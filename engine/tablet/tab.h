@@ -216,9 +216,11 @@ struct tab_stats {
   uint64_t moves_replayed;        /* GC moves applied again by recovery */
   uint64_t snapshots;             /* live snapshots and iterators */
   uint64_t ckpt_running;          /* 1 while a checkpoint (merge, release, log GC) runs */
-  /* The log since open (wal_stats): bytes written, segments zero-filled before use and the
-     zeros that took, segments reused from dropped ones (no zero fill). */
+  /* The log since open (wal_stats): bytes written, segments created (zero-filled, or of them
+     allocated: space reserved only) and the zeros that took, segments reused from dropped ones
+     (no preparation). */
   uint64_t log_bytes_written, log_segments_created, log_bytes_prepared, log_segments_reused;
+  uint64_t log_segments_allocated;
   uint64_t log_writes, log_writes_direct;   /* log writes, and of them with O_DIRECT */
 };
 void tab_stats_get(const struct tab *t, struct tab_stats *out);

@@ -5,9 +5,10 @@
  * One struct wal per shard, used from the shard's thread only. Waiting (wal_wait) parks the
  * calling fiber, or blocks when called outside a fiber.
  *
- * Files: <dir>/NNNNNNNN.log (decimal segment number), each prepared before use by writing it
- * full of zeros and syncing it (so an fdatasync never has to convert unwritten extents, which
- * would also commit the file-system journal). A segment starts with a SEG record and, when the
+ * Files: <dir>/NNNNNNNN.log (decimal segment number), each prepared before use so that it reads
+ * as zeros, then synced: written full of zeros (so an fdatasync never has to convert unwritten
+ * extents, which would also commit the file-system journal), or, where syncs are rare, only
+ * allocated (wal_opts.zero_fill). A segment starts with a SEG record and, when the
  * writer moves on, ends with an END record (a PAD record with WAL_PAD_END set); the next segment
  * is created only after the END is durable. Record framing: infra/layout (docs/FORMAT.md).
  *
@@ -58,7 +59,14 @@ struct wal_opts {
   int read_only;            /* open and replay write nothing: no log directory made, no torn
                                tail cut, no segment synced, created or removed; appends, syncs
                                and segment drops give JDB_EREADONLY */
+  int zero_fill;            /* how a new segment is prepared: WAL_ZERO_AUTO (default), _ALWAYS,
+                               _NEVER (see "Segment preparation" below) */
 };
+enum { WAL_ZERO_AUTO = 0, WAL_ZERO_ALWAYS = 1, WAL_ZERO_NEVER = 2 };
+/* WAL_ZERO_AUTO zero-fills the next segment when the log has made at least this many
+   fdatasyncs since the previous segment began (or since open, or when nothing is known yet:
+   the segment a new or replayed log starts with); otherwise it only reserves the space. */
+#define WAL_ZERO_SYNCS 64u
 
 /* Op kinds in a batch. */
 enum { WAL_OP_PUT = 1, WAL_OP_DEL = 2 };
@@ -196,6 +204,7 @@ struct wal_stats {
   uint64_t writes_direct;   /* of writes: with O_DIRECT */
   uint64_t segments_created, segments_reused;
   uint64_t bytes_prepared;  /* zeros written to prepare segments (not in bytes_written) */
+  uint64_t segments_allocated;  /* of segments_created: space reserved, not zero-filled */
 };
 void wal_stats_get(const struct wal *w, struct wal_stats *out);
 

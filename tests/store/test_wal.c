@@ -1724,7 +1724,10 @@ static void test_replay_makes_recovered_durable(void **state)
   (void)state;
   uint64_t seed = tutil_seed() ^ 0x1234;
   const char *dir = tutil_tmpdir("wal_recdur");
-  struct wal_opts o = {.segment_bytes = MIB};
+  /* Zero-filled preparation: its fdatasync comes after its zero writes, so the failing fdatasync
+     is the roll's (a preparation that only reserves space syncs at once, and would take the
+     failure instead: then the roll reports it, which test_err_enospc covers). */
+  struct wal_opts o = {.segment_bytes = MIB, .zero_fill = WAL_ZERO_ALWAYS};
   for (int at_roll = 0; at_roll < 2; at_roll++) {
     tutil_rmrf(dir);
     struct fs_ctx *ctx = fctx_new(seed + (uint64_t)at_roll);
@@ -1797,10 +1800,10 @@ static void test_replay_makes_recovered_durable(void **state)
 /* ------------------------------------------------------------------------------------------- */
 /* 6. Error paths */
 
-static struct wal *err_setup(struct fs_ctx *ctx, const char *dir, uint64_t seed, uint64_t n,
-                             struct gen *g)
+static struct wal *err_setup_zero(struct fs_ctx *ctx, const char *dir, uint64_t seed,
+                                  uint64_t n, struct gen *g, int zero_fill)
 {
-  struct wal_opts o = {.segment_bytes = MIB};
+  struct wal_opts o = {.segment_bytes = MIB, .zero_fill = zero_fill};
   struct wal *w = NULL;
   assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
   assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
@@ -1810,6 +1813,12 @@ static struct wal *err_setup(struct fs_ctx *ctx, const char *dir, uint64_t seed,
     assert_int_equal(wal_wait(w, end, WAL_DURABLE), JDB_OK);
   }
   return w;
+}
+
+static struct wal *err_setup(struct fs_ctx *ctx, const char *dir, uint64_t seed, uint64_t n,
+                             struct gen *g)
+{
+  return err_setup_zero(ctx, dir, seed, n, g, WAL_ZERO_AUTO);
 }
 
 /* After a poisoning error: every later call reports it; reopening recovers a prefix >= durable. */
@@ -1950,17 +1959,20 @@ static void test_err_enospc(void **state)
   wal_close(w);
   fs_faulty_clear_rules(ctx);
 
-  /* No room for the next segment: its background preparation fails while creating the file or
-     writing its zeros, and the roll that needs it reports that. The preparation starts when the
-     segment is a quarter full, i.e. right after the big append below: its open of next.tmp is
-     the next open and its first zero write the next write (the log's own write of the big record
-     comes later, with wal_sync). */
+  /* No room for the next segment: its background preparation fails while creating the file,
+     writing its zeros or reserving its space, and the roll that needs it reports that. The
+     preparation starts when the segment is a quarter full, i.e. right after the big append
+     below: its open of next.tmp is the next open, its first zero write the next write (the
+     log's own write of the big record comes later, with wal_sync), its fallocate the next one.
+     err_setup's 10 records are synced one by one, fewer than WAL_ZERO_SYNCS: WAL_ZERO_AUTO
+     reserves; the write case asks for zeros. */
   struct gen g;
   gen_init(&g, &SH_SMALL);
-  unsigned targets[] = {FS_FT_OPEN, FS_FT_WRITE};
-  for (int t = 0; t < 2; t++) {
+  unsigned targets[] = {FS_FT_OPEN, FS_FT_WRITE, FS_FT_ALLOCATE};
+  for (int t = 0; t < 3; t++) {
     tutil_rmrf(dir);
-    w = err_setup(ctx, dir, seed, 10, &g);
+    w = err_setup_zero(ctx, dir, seed, 10, &g,
+                       targets[t] == FS_FT_WRITE ? WAL_ZERO_ALWAYS : WAL_ZERO_AUTO);
     add_rule(ctx, FS_FAULT_ENOSPC, targets[t], 1);   /* counted from the rule on */
     uint8_t *v = calloc(1, 700000);
     struct wal_op big = {.kind = WAL_OP_PUT, .key = "big", .klen = 3, .val = v, .vlen = 700000};
@@ -2096,6 +2108,86 @@ static void test_bad_args(void **state)
   wal_close(NULL);
   fs_ctx_destroy(ctx);
   tutil_rmrf(dir);
+}
+
+/* How new segments are prepared (wal_opts.zero_fill). AUTO zero-fills the segment a new log
+   starts with and, later, a segment only when at least WAL_ZERO_SYNCS fdatasyncs were made since
+   the previous segment began; otherwise it reserves the space (fallocate), which reads as zeros
+   just the same: replay over segments prepared either way yields every record, in order, with
+   its seq. ALWAYS and NEVER force one way. */
+struct zf_count {
+  uint64_t n, bad;
+};
+
+static int zf_cb(void *ud, const struct wal_rec *rec)
+{
+  struct zf_count *c = ud;
+  struct wal_batch b;
+  if (rec->type != LOG_REC_BATCH || wal_batch_open(rec, &b) != JDB_OK || b.seq != c->n + 1)
+    c->bad++;
+  c->n++;
+  return 0;
+}
+
+static void test_zero_fill_policy(void **state)
+{
+  (void)state;
+  const char *dir = tutil_tmpdir("wal_zero");
+  struct fs_ctx *ctx = ctx_new();
+  static uint8_t val[4000];
+  const int modes[] = {WAL_ZERO_AUTO, WAL_ZERO_ALWAYS, WAL_ZERO_NEVER};
+  for (int m = 0; m < 3; m++) {
+    tutil_rmrf(dir);
+    struct wal_opts o = {.segment_bytes = MIB, .zero_fill = modes[m]};
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+    assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+    uint64_t seq = 0, end;
+    struct wal_op op = {.kind = WAL_OP_PUT, .key = "k", .klen = 1, .val = val, .vlen = 100};
+    /* Handed to the kernel only: 4 segments, the roll's and the preparation's syncs alone. */
+    while (LOG_POS_SEG(wal_append_pos(w)) < 4) {
+      assert_int_equal(wal_append(w, 1, ++seq, 0, &op, 1, NULL, &end), JDB_OK);
+      assert_int_equal(wal_wait(w, end, WAL_WRITTEN), JDB_OK);
+    }
+    struct wal_stats s1, s2;
+    wal_stats_get(w, &s1);
+    assert_int_equal(s1.segments_created, 4);
+    assert_int_equal(s1.segments_reused, 0);
+    uint64_t want_zeroed = modes[m] == WAL_ZERO_AUTO     ? 1
+                           : modes[m] == WAL_ZERO_ALWAYS ? 4
+                                                         : 0;
+    assert_int_equal(s1.bytes_prepared, want_zeroed * MIB);
+    assert_int_equal(s1.segments_allocated, 4 - want_zeroed);
+    /* Every record durable: 4 KB records, about 250 fdatasyncs per segment. The segment after
+       the current one may have been prepared before them; the one after that sees them. */
+    op.vlen = sizeof val;
+    while (LOG_POS_SEG(wal_append_pos(w)) < 7) {
+      assert_int_equal(wal_append(w, 1, ++seq, 0, &op, 1, NULL, &end), JDB_OK);
+      assert_int_equal(wal_wait(w, end, WAL_DURABLE), JDB_OK);
+    }
+    wal_stats_get(w, &s2);
+    assert_int_equal(s2.segments_created, 7);
+    uint64_t zeroed = (s2.bytes_prepared - s1.bytes_prepared) / MIB;
+    assert_int_equal(zeroed + s2.segments_allocated - s1.segments_allocated, 3);
+    if (modes[m] == WAL_ZERO_NEVER)
+      assert_int_equal(zeroed, 0);
+    else
+      assert_true(zeroed >= 2);
+    wal_close(w);
+    /* Replay: every record of the 7 segments, in order. */
+    struct zf_count c = {0, 0};
+    assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+    assert_int_equal(wal_replay(w, 0, zf_cb, &c, NULL), JDB_OK);
+    assert_int_equal(c.n, seq);
+    assert_int_equal(c.bad, 0);
+    wal_close(w);
+  }
+  struct wal_opts bad = {.zero_fill = 3};
+  struct wal *w = NULL;
+  assert_int_equal(wal_open(ctx, dir, &bad, &w), JDB_EINVAL);
+  assert_null(w);
+  tutil_rmrf(dir);
+  fs_ctx_destroy(ctx);
 }
 
 static void test_segment_drop_reuse(void **state)
@@ -2503,6 +2595,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_err_write_eio),
     cmocka_unit_test(test_err_sync_eio),
     cmocka_unit_test(test_err_enospc),
+    cmocka_unit_test(test_zero_fill_policy),
     cmocka_unit_test(test_segment_drop_reuse),
     cmocka_unit_test(test_missing_middle_segment),
     cmocka_unit_test(test_crash_sweep),
