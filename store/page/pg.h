@@ -196,7 +196,11 @@ struct pg_stats {
   uint64_t prefetches;      /* reads started by pg_prefetch (also counted in reads) */
   /* hits: pins that found the page resident or dirty; misses: pins that did not (each either
      issued a read, counted in reads, or joined one in flight, counted in read_waits_joined);
-     writes: pages written by commits (data, free-list and superblock pages) and spills. */
+     writes: pages written by commits (data, free-list and superblock pages) and spills;
+     write_ops: the write operations that took (a commit writes a run of consecutive pages as
+     one). */
+  uint64_t write_ops;
+  uint64_t dropped_on_free; /* cached copies of committed pages dropped by pg_free */
   uint64_t spills;          /* spill batches written (successful ones) */
   uint64_t spilled_pages;   /* pages they wrote */
   uint64_t corrupt;         /* pages that failed verification (or a want_type check) */

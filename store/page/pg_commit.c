@@ -458,9 +458,8 @@ static int pg_fl_build(struct pg *p, uint64_t gen, uint64_t *root, size_t *npage
   return JDB_OK;
 }
 
-/* Seal and submit one page write. */
-static int pg_write_page(struct pg *p, struct fs_op *op, uint8_t *page, uint64_t pgno,
-                         uint64_t gen, uint16_t fixed)
+/* Seal a page for its number and the generation being written. */
+static void pg_page_seal_gen(uint8_t *page, uint64_t pgno, uint64_t gen)
 {
   struct layout_page_hdr h = {
     .type = page[6], .level = page[7], .count = le16_get(page + 8),
@@ -468,11 +467,20 @@ static int pg_write_page(struct pg *p, struct fs_op *op, uint8_t *page, uint64_t
     .pgno = pgno, .generation = gen,
   };
   layout_page_seal(page, PG_PAGE, &h);
+}
+
+/* Seal and submit one page write. */
+static int pg_write_page(struct pg *p, struct fs_op *op, uint8_t *page, uint64_t pgno,
+                         uint64_t gen, uint16_t fixed)
+{
+  pg_page_seal_gen(page, pgno, gen);
   fs_op_prep_write(op, p->file, page, PG_PAGE, pgno * PG_PAGE);
   op->fixed_buf = fixed;
   int rc = pg_op_submit(p, op);
-  if (!rc)
+  if (!rc) {
     p->stats.writes++;
+    p->stats.write_ops++;
+  }
   return rc;
 }
 
@@ -676,6 +684,118 @@ int pg_make_room(struct pg *p)
   return pg_spill(p);
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* Commit writes */
+
+/* The dirty pages of a commit go out in page-number order; a run of consecutive numbers as one
+   write of up to PG_RUN_MAX pages copied into a staging buffer, a page with no neighbour straight
+   from its frame. One io_uring direct write per 4 KiB page cost the kernel its whole write path
+   per page (ext4 block mapping, a bio, a virtio notification): 30 % of a fillrandom checkpoint,
+   perf. The copy costs far less, and a checkpoint's new pages are mostly consecutive (taken from
+   the file's end or the sorted free list). At most PG_STAGE_QD staged writes are in flight. */
+#define PG_RUN_MAX 256u
+#define PG_STAGE_QD 8u
+
+struct pg_stager {
+  struct fs_op op[PG_STAGE_QD];
+  uint8_t *buf[PG_STAGE_QD];
+  uint8_t busy[PG_STAGE_QD];   /* submitted, not yet waited for */
+  unsigned next;               /* the slot to use next (round robin: the oldest write) */
+  int leaked;                  /* a write the backend still owns: its buffer is not returned */
+};
+
+/* Wait for slot i's write if it has one; the first error goes to *rc. */
+static void pg_stage_reap(struct pg *p, struct pg_stager *s, unsigned i, int *rc)
+{
+  if (!s->busy[i])
+    return;
+  int wrc = pg_op_wait(p, &s->op[i]);
+  if (!*rc)
+    *rc = wrc;
+  s->busy[i] = 0;
+  if (pg_op_busy(&s->op[i]))
+    s->leaked |= 1 << i;
+}
+
+/* Submit the sealed pages v[0..n) (consecutive numbers, n >= 2) as one staged write. */
+static int pg_stage_write(struct pg *p, struct pg_stager *s, struct pg_frame *const *v, size_t n)
+{
+  unsigned i = s->next;
+  s->next = (i + 1) % PG_STAGE_QD;
+  int rc = JDB_OK;
+  if (s->busy[i]) {
+    (void)fs_flush(p->ctx);
+    pg_stage_reap(p, s, i, &rc);
+    if (rc)
+      return rc;
+    if (s->leaked & (1 << i))
+      return JDB_EIO;
+  }
+  if (!s->buf[i]) {
+    s->buf[i] = mem_buf_get((size_t)PG_RUN_MAX * PG_PAGE);
+    if (!s->buf[i])
+      return JDB_ENOMEM;
+  }
+  for (size_t k = 0; k < n; k++)
+    memcpy(s->buf[i] + k * PG_PAGE, v[k]->data, PG_PAGE);
+  fs_op_prep_write(&s->op[i], p->file, s->buf[i], (uint32_t)(n * PG_PAGE), v[0]->pgno * PG_PAGE);
+  rc = pg_op_submit(p, &s->op[i]);
+  if (rc)
+    return rc;
+  s->busy[i] = 1;
+  p->stats.writes += n;
+  p->stats.write_ops++;
+  return JDB_OK;
+}
+
+/* Seal and write the dirty pages v[0..n) (sorted by page number) for generation gen, and wait
+   for every write. Frames written straight from their data are collected in direct[]. */
+static int pg_write_dirty(struct pg *p, struct pg_frame **v, size_t n, uint64_t gen,
+                          struct pg_frame **direct)
+{
+  struct pg_stager s;
+  memset(&s, 0, sizeof s);
+  size_t nd = 0;
+  int rc = JDB_OK;
+  for (size_t i = 0; i < n; i++)
+    pg_page_seal_gen(v[i]->data, v[i]->pgno, gen);
+  for (size_t i = 0, j; i < n && !rc; i = j) {
+    for (j = i + 1; j < n && j - i < PG_RUN_MAX && v[j]->pgno == v[j - 1]->pgno + 1; j++)
+      ;
+    if (j - i > 1) {
+      rc = pg_stage_write(p, &s, v + i, j - i);
+      continue;
+    }
+    struct pg_frame *f = v[i];
+    fs_op_prep_write(&f->op, p->file, f->data, PG_PAGE, f->pgno * PG_PAGE);
+    f->op.fixed_buf = pg_frame_fixed(p, f);
+    f->op.udata = f;
+    rc = pg_op_submit(p, &f->op);
+    if (!rc) {
+      direct[nd++] = f;
+      p->stats.writes++;
+      p->stats.write_ops++;
+    }
+  }
+  int frc = fs_flush(p->ctx);
+  if (!rc)
+    rc = frc;
+  for (unsigned i = 0; i < PG_STAGE_QD; i++)
+    pg_stage_reap(p, &s, i, &rc);
+  for (size_t i = 0; i < nd; i++) {
+    int wrc = pg_op_wait(p, &direct[i]->op);
+    if (!rc)
+      rc = wrc;
+  }
+  for (unsigned i = 0; i < PG_STAGE_QD; i++) {
+    if (s.leaked & (1 << i))
+      LOG_ERROR("%s: a page write still in flight after its wait; leaking its buffer", p->path);
+    else if (s.buf[i])
+      mem_buf_put(s.buf[i], (size_t)PG_RUN_MAX * PG_PAGE);
+  }
+  return rc;
+}
+
 int pg_commit(struct pg *p, const struct layout_super *next)
 {
   if (!next)
@@ -695,37 +815,40 @@ int pg_commit(struct pg *p, const struct layout_super *next)
   const uint64_t gen = p->sb.generation + 1;
   uint64_t fl_root = 0;
   size_t nfl = 0;
+  /* The dirty frames in page-number order, and room for the ones written from their frames. */
+  size_t ndirty = p->ndirty;
+  struct pg_frame **v = mem_malloc((2 * ndirty + 1) * sizeof *v);
+  if (!v)
+    return JDB_ENOMEM;
+  size_t ndata = 0;
+  for (struct pg_frame *f = p->dirty.lnext; f != &p->dirty; f = f->lnext)
+    v[ndata++] = f;
+  JDB_ASSERT(ndata == ndirty);
+  qsort(v, ndata, sizeof *v, pg_frame_cmp_pgno);
   rc = pg_fl_build(p, gen, &fl_root, &nfl);
-  if (rc)
+  if (rc) {
+    mem_free(v);
     return rc;
+  }
   p->committing = 1;
   pg_grow(p);
 
-  /* 3. Every page: sealed, submitted, one flush, then wait for all. */
-  size_t ndata = 0, nflsub = 0;
+  /* 3. Every page: sealed, submitted (runs staged), one flush, then wait for all. */
+  size_t nflsub = 0;
   const char *step = "page writes";
-  for (struct pg_frame *f = p->dirty.lnext; f != &p->dirty && !rc; f = f->lnext) {
-    rc = pg_write_page(p, &f->op, f->data, f->pgno, gen, pg_frame_fixed(p, f));
-    if (!rc) {
-      f->op.udata = f;
-      ndata++;
-    }
-  }
-  for (size_t i = 0; i < nfl && !rc; i++) {
+  for (size_t i = 0; i < nfl; i++) {
     rc = pg_write_page(p, &p->fl_ops[i], p->fl_buf + i * PG_PAGE, p->fl_pgnos[i], gen, 0);
-    if (!rc)
-      nflsub++;
+    if (rc)
+      break;
+    nflsub++;
   }
+  if (!rc)
+    rc = pg_write_dirty(p, v, ndata, gen, v + ndata);
+  mem_free(v);
   int frc = fs_flush(p->ctx);
   if (!rc)
     rc = frc;
-  size_t i = 0;
-  for (struct pg_frame *f = p->dirty.lnext; i < ndata; f = f->lnext, i++) {
-    int wrc = pg_op_wait(p, &f->op);
-    if (!rc)
-      rc = wrc;
-  }
-  for (i = 0; i < nflsub; i++) {
+  for (size_t i = 0; i < nflsub; i++) {
     int wrc = pg_op_wait(p, &p->fl_ops[i]);
     if (!rc)
       rc = wrc;
@@ -764,6 +887,7 @@ int pg_commit(struct pg *p, const struct layout_super *next)
     if (!rc) {
       sb_tried = 1;
       p->stats.writes++;
+      p->stats.write_ops++;
       int wrc = pg_op_wait(p, &p->sb_op);
       int src = pg_op_wait(p, &p->sb_sync_op);
       rc = wrc ? wrc : src;
