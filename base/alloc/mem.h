@@ -64,4 +64,22 @@ int mem_arena_init(struct mem_arena *a, size_t bytes, unsigned flags);   /* JDB_
 void *mem_arena_alloc(struct mem_arena *a, size_t n);  /* aligned to MEM_ALIGN; NULL when full */
 void mem_arena_deinit(struct mem_arena *a);
 
+/* Prefault [addr, addr + len) of an anonymous mapping for writing on a helper thread
+   (madvise MADV_POPULATE_WRITE), so that the caller's first writes there take no page faults
+   (mem_prefault.c). The request struct is the caller's, zeroed before first use; one range at
+   a time per struct. mem_prefault_start: JDB_OK, JDB_EBUSY (this request is still queued or
+   running), JDB_ENOTSUP (the kernel lacks MADV_POPULATE_WRITE), JDB_ENOMEM (no thread).
+   mem_prefault_cancel: on return the request is idle (dequeued, or waited for): call it before
+   unmapping the range. Thread-safe across requests; one request is used by one thread. */
+enum { MEM_PREFAULT_IDLE = 0, MEM_PREFAULT_QUEUED = 1, MEM_PREFAULT_RUNNING = 2 };
+struct mem_prefault {
+  _Atomic int state;
+  void *addr;
+  size_t len;
+  struct mem_prefault *next;
+};
+int mem_prefault_start(struct mem_prefault *r, void *addr, size_t len);
+int mem_prefault_busy(const struct mem_prefault *r);
+void mem_prefault_cancel(struct mem_prefault *r);
+
 #endif

@@ -308,6 +308,27 @@ static int pg_frame_evictable(const struct pg_frame *f)
   return f->state == PG_FRAME_RESIDENT && f->pins == 0;
 }
 
+/* Keep the frames about to come into use populated by the helper thread (mem_prefault): up to
+   PG_PREFAULT_AHEAD frames ahead of nused, one request of PG_PREFAULT_FRAMES in flight. The
+   kernel zeroing fresh frames on first touch was 24-35 % of a fillrandom run on the shard
+   thread. Registered frames are populated already, so a cache that stays within them (256 MiB)
+   never asks. */
+static void pg_prefault_ahead(struct pg *p)
+{
+  if (p->pf_next < p->nused)
+    p->pf_next = p->nused;
+  if (p->pf_next >= p->nframes || p->pf_next >= p->nused + PG_PREFAULT_AHEAD ||
+      mem_prefault_busy(&p->pf))
+    return;
+  uint32_t n = p->nframes - p->pf_next < PG_PREFAULT_FRAMES ? p->nframes - p->pf_next
+                                                            : PG_PREFAULT_FRAMES;
+  if (mem_prefault_start(&p->pf, p->arena.base + (size_t)p->pf_next * PG_PAGE,
+                         (size_t)n * PG_PAGE) == JDB_OK)
+    p->pf_next += n;
+  else
+    p->pf_next = p->nframes;   /* no helper or no kernel support: faults on first touch */
+}
+
 struct pg_frame *pg_frame_take(struct pg *p)
 {
   struct pg_frame *f = p->free_frames;
@@ -326,6 +347,7 @@ struct pg_frame *pg_frame_take(struct pg *p)
     f->pg = p;
     f->idx = p->nused++;
     f->state = PG_FRAME_FREE;
+    pg_prefault_ahead(p);
     return f;
   }
   uint32_t n = p->nused;
@@ -386,6 +408,7 @@ static void pg_frames_register(struct pg *p)
   mem_free(iov);
   p->fixed = rc == JDB_OK;
   p->nfixed = p->fixed ? nfixed : 0;
+  p->pf_next = p->nfixed;   /* registering populated them */
   if (rc)
     LOG_DEBUG("%s: frames not registered as fixed buffers (%s)", p->path, jdb_strerror(rc));
 }
@@ -414,6 +437,7 @@ int pg_frames_init(struct pg *p)
 
 void pg_frames_deinit(struct pg *p)
 {
+  mem_prefault_cancel(&p->pf);   /* before the arena goes */
   if (p->fixed) {
     /* Drops the ctx's registered set, which is ours unless another unit replaced it since. */
     int rc = fs_ctx_register_buffers(p->ctx, NULL, 0);
