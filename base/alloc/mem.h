@@ -74,6 +74,7 @@ void mem_arena_deinit(struct mem_arena *a);
 enum { MEM_PREFAULT_IDLE = 0, MEM_PREFAULT_QUEUED = 1, MEM_PREFAULT_RUNNING = 2 };
 struct mem_prefault {
   _Atomic int state;
+  unsigned gen;             /* the process generation it was started in (fork) */
   void *addr;
   size_t len;
   struct mem_prefault *next;

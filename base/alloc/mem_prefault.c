@@ -15,6 +15,10 @@
  * IDLE; mem_prefault_cancel takes a QUEUED request out, or waits for a RUNNING one to end, so
  * that the owner may unmap the range. The thread starts on the first request and lives until
  * the process exits (it holds no memory of its own beyond its stack).
+ *
+ * fork: the child has no helper thread, and a request copied from the parent may say QUEUED or
+ * RUNNING forever. A pthread_atfork child handler resets the queue and bumps a generation;
+ * a request started in an older generation counts as idle (busy and cancel look at it).
  */
 #include "mem.h"
 
@@ -35,8 +39,26 @@ static struct {
   struct mem_prefault *head, *tail;
   int started;
   atomic_int unsupported;   /* the kernel refused MADV_POPULATE_WRITE with EINVAL */
+  atomic_uint gen;          /* bumped in a forked child: older requests are void */
 } g_pf = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          NULL, NULL, 0, 0};
+          NULL, NULL, 0, 0, 1};
+
+static void mem_prefault_atfork_child(void)
+{
+  pthread_mutex_init(&g_pf.mu, NULL);
+  pthread_cond_init(&g_pf.work, NULL);
+  pthread_cond_init(&g_pf.idle, NULL);
+  g_pf.head = g_pf.tail = NULL;
+  g_pf.started = 0;
+  atomic_fetch_add(&g_pf.gen, 1);
+}
+
+/* The request's state, IDLE if it was started before a fork this process is the child of. */
+static int mem_prefault_state(const struct mem_prefault *r)
+{
+  int st = atomic_load(&r->state);
+  return st != MEM_PREFAULT_IDLE && r->gen != atomic_load(&g_pf.gen) ? MEM_PREFAULT_IDLE : st;
+}
 
 static void *mem_prefault_main(void *arg)
 {
@@ -66,12 +88,18 @@ int mem_prefault_start(struct mem_prefault *r, void *addr, size_t len)
 {
   if (!r || !addr || !len)
     return JDB_EINVAL;
-  if (atomic_load(&r->state) != MEM_PREFAULT_IDLE)
+  if (mem_prefault_state(r) != MEM_PREFAULT_IDLE)
     return JDB_EBUSY;
   if (atomic_load(&g_pf.unsupported))
     return JDB_ENOTSUP;
   pthread_mutex_lock(&g_pf.mu);
   if (!g_pf.started) {
+    static int atfork;
+    if (!atfork && pthread_atfork(NULL, NULL, mem_prefault_atfork_child) != 0) {
+      pthread_mutex_unlock(&g_pf.mu);
+      return JDB_ENOMEM;
+    }
+    atfork = 1;
     pthread_attr_t at;
     pthread_t th;
     int ok = pthread_attr_init(&at) == 0;
@@ -87,6 +115,7 @@ int mem_prefault_start(struct mem_prefault *r, void *addr, size_t len)
   r->addr = addr;
   r->len = len;
   r->next = NULL;
+  r->gen = atomic_load(&g_pf.gen);
   atomic_store(&r->state, MEM_PREFAULT_QUEUED);
   if (g_pf.tail)
     g_pf.tail->next = r;
@@ -100,13 +129,17 @@ int mem_prefault_start(struct mem_prefault *r, void *addr, size_t len)
 
 int mem_prefault_busy(const struct mem_prefault *r)
 {
-  return atomic_load(&r->state) != MEM_PREFAULT_IDLE;
+  return mem_prefault_state(r) != MEM_PREFAULT_IDLE;
 }
 
 void mem_prefault_cancel(struct mem_prefault *r)
 {
-  if (!r || atomic_load(&r->state) == MEM_PREFAULT_IDLE)
+  if (!r)
     return;
+  if (mem_prefault_state(r) == MEM_PREFAULT_IDLE) {
+    atomic_store(&r->state, MEM_PREFAULT_IDLE);   /* a request from before a fork */
+    return;
+  }
   pthread_mutex_lock(&g_pf.mu);
   if (atomic_load(&r->state) == MEM_PREFAULT_QUEUED) {
     struct mem_prefault **pp = &g_pf.head, *prev = NULL;

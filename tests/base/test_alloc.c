@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define TEST_MIB ((size_t)1 << 20)
 #define TEST_DEFAULT_LIMIT ((size_t)8 << 20)
@@ -548,6 +550,30 @@ static void prefault_populates_and_cancels(void **state)
     mem_prefault_cancel(&r[k % 4]);
     assert_false(mem_prefault_busy(&r[k % 4]));
   }
+  /* fork with requests out: in the child they count as idle (no helper thread there), cancel
+     returns at once, and new requests get a helper of the child's own */
+  assert_int_equal(mem_prefault_start(&r[0], p, len), JDB_OK);
+  assert_int_equal(mem_prefault_start(&r[1], p, len), JDB_OK);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int bad = mem_prefault_busy(&r[0]) || mem_prefault_busy(&r[1]);
+    mem_prefault_cancel(&r[0]);
+    mem_prefault_cancel(&r[1]);
+    bad |= mem_prefault_start(&r[2], p, 16u << 20) != JDB_OK;
+    mem_prefault_cancel(&r[2]);
+    bad |= mem_prefault_start(&r[2], p, 16u << 20) != JDB_OK;
+    while (mem_prefault_busy(&r[2]))
+      ;
+    _exit(bad ? 1 : 0);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  mem_prefault_cancel(&r[0]);
+  mem_prefault_cancel(&r[1]);
   mem_arena_deinit(&a);
 }
 
