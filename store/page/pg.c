@@ -296,6 +296,8 @@ void pg_close(struct pg *p)
       }
     }
   }
+  /* The helper thread must be done with the request embedded in p before p goes. */
+  mem_prefault_cancel(&p->pf);
   if (!leak)
     pg_frames_deinit(p);
   if (p->file)

@@ -749,12 +749,15 @@ static int pg_stage_write(struct pg *p, struct pg_stager *s, struct pg_frame *co
 }
 
 /* Seal and write the dirty pages v[0..n) (sorted by page number) for generation gen, and wait
-   for every write. Frames written straight from their data are collected in direct[]. */
+   for every write. Frames written straight from their data are collected in direct[]. The
+   stager is on the heap: should the backend still own one of its ops after the waits, it is
+   leaked whole (ops and that buffer), as a frame with a write in flight is. */
 static int pg_write_dirty(struct pg *p, struct pg_frame **v, size_t n, uint64_t gen,
                           struct pg_frame **direct)
 {
-  struct pg_stager s;
-  memset(&s, 0, sizeof s);
+  struct pg_stager *s = mem_calloc(1, sizeof *s);
+  if (!s)
+    return JDB_ENOMEM;
   size_t nd = 0;
   int rc = JDB_OK;
   for (size_t i = 0; i < n; i++)
@@ -763,7 +766,7 @@ static int pg_write_dirty(struct pg *p, struct pg_frame **v, size_t n, uint64_t 
     for (j = i + 1; j < n && j - i < PG_RUN_MAX && v[j]->pgno == v[j - 1]->pgno + 1; j++)
       ;
     if (j - i > 1) {
-      rc = pg_stage_write(p, &s, v + i, j - i);
+      rc = pg_stage_write(p, s, v + i, j - i);
       continue;
     }
     struct pg_frame *f = v[i];
@@ -781,18 +784,20 @@ static int pg_write_dirty(struct pg *p, struct pg_frame **v, size_t n, uint64_t 
   if (!rc)
     rc = frc;
   for (unsigned i = 0; i < PG_STAGE_QD; i++)
-    pg_stage_reap(p, &s, i, &rc);
+    pg_stage_reap(p, s, i, &rc);
   for (size_t i = 0; i < nd; i++) {
     int wrc = pg_op_wait(p, &direct[i]->op);
     if (!rc)
       rc = wrc;
   }
-  for (unsigned i = 0; i < PG_STAGE_QD; i++) {
-    if (s.leaked & (1 << i))
-      LOG_ERROR("%s: a page write still in flight after its wait; leaking its buffer", p->path);
-    else if (s.buf[i])
-      mem_buf_put(s.buf[i], (size_t)PG_RUN_MAX * PG_PAGE);
-  }
+  for (unsigned i = 0; i < PG_STAGE_QD; i++)
+    if (s->buf[i] && !(s->leaked & (1 << i)))
+      mem_buf_put(s->buf[i], (size_t)PG_RUN_MAX * PG_PAGE);
+  if (s->leaked)
+    LOG_ERROR("%s: a page write still in flight after its wait; leaking its op and buffer",
+              p->path);
+  else
+    mem_free(s);
   return rc;
 }
 

@@ -416,7 +416,10 @@ static void pg_frames_register(struct pg *p)
 int pg_frames_init(struct pg *p)
 {
   uint32_t n = p->nframes;
-  int rc = mem_arena_init(&p->arena, (size_t)n * PG_PAGE, MEM_ARENA_HUGE_TRY);
+  /* MAP_HUGETLB reserves the whole mapping at once: only for a budget that registration pins
+     anyway; a larger one gets transparent huge pages, taken as frames come into use. */
+  int rc = mem_arena_init(&p->arena, (size_t)n * PG_PAGE,
+                          n <= PG_FIXED_FRAMES_MAX ? MEM_ARENA_HUGE_TRY : 0);
   if (rc)
     return rc;
   if (!mem_arena_alloc(&p->arena, (size_t)n * PG_PAGE))
