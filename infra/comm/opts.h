@@ -6,9 +6,11 @@
 
 #include <stdint.h>
 
-/* The memory this process may use: the machine's physical memory (sysconf), or the cgroup's
-   limit when one is set and smaller (cgroup v2 memory.max, v1 memory.limit_in_bytes), as a
-   container sees it; 0 if neither can be read. Read afresh on every call. */
+/* The memory this process may use: the machine's physical memory (sysconf), or the smallest
+   cgroup limit on the process's cgroup path when one is set and smaller (its own cgroup and
+   every parent up to the hierarchy's root, from /proc/self/cgroup: v2 memory.max, v1
+   memory.limit_in_bytes), as a container or a systemd MemoryMax= unit sees it; 0 if nothing
+   can be read. Read afresh on every call. */
 uint64_t opts_ram_bytes(void);
 
 /* The buffer pool a caller that names no size gets: a quarter of opts_ram_bytes, in whole 4 KiB pages, at least
