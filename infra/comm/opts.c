@@ -29,9 +29,7 @@ static uint64_t opts_cgroup_limit(const char *path)
   return v;
 }
 
-/* The smallest limit in file `file` of the cgroup directories from base + path up to base (a
-   parent's limit binds its children); 0 when none is set. */
-static uint64_t opts_cgroup_walk(const char *base, const char *path, const char *file)
+uint64_t opts_cgroup_walk(const char *base, const char *path, const char *file)
 {
   char dir[4096], full[8400];
   if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir)

@@ -12,6 +12,10 @@
    memory.limit_in_bytes), as a container or a systemd MemoryMax= unit sees it; 0 if nothing
    can be read. Read afresh on every call. */
 uint64_t opts_ram_bytes(void);
+/* The smallest limit in the files named `file` of the directories base + path, its parents, up
+   to base itself (a parent's limit binds its children); "max", missing or malformed files count
+   as no limit; 0 when there is none. For opts_ram_bytes (and its test). */
+uint64_t opts_cgroup_walk(const char *base, const char *path, const char *file);
 
 /* The buffer pool a caller that names no size gets: a quarter of opts_ram_bytes, in whole 4 KiB pages, at least
    OPTS_CACHE_DEFAULT_MIN, at most OPTS_CACHE_DEFAULT_MAX (2^26 frames). The pool takes memory

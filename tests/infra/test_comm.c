@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -95,6 +96,45 @@ static void options_defaults(void **state)
   assert_int_equal(o.io_backend, JDB_IO_AUTO);
   assert_int_equal(o.direct_io, JDB_DIRECT_AUTO);
   jdb_options_init(NULL);   /* documented as ignored */
+}
+
+/* The cgroup walk behind the default cache: the smallest limit from the process's own cgroup up
+   to the hierarchy's root, "max" and missing files being no limit. */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void cgroup_walk_takes_smallest(void **state)
+{
+  (void)state;
+  const char *base = tutil_tmpdir("cgwalk");
+  char a[4096], b[4096], c[4096];
+  snprintf(a, sizeof a, "%s/a", base);
+  snprintf(b, sizeof b, "%s/a/b", base);
+  snprintf(c, sizeof c, "%s/a/b/c", base);
+  assert_int_equal(mkdir(a, 0755), 0);
+  assert_int_equal(mkdir(b, 0755), 0);
+  assert_int_equal(mkdir(c, 0755), 0);
+  put_file(c, "memory.max", "max\n");
+  assert_true(opts_cgroup_walk(base, "/a/b/c", "memory.max") == 0);
+  put_file(a, "memory.max", "2147483648\n");
+  put_file(b, "memory.max", "garbage\n");
+  assert_true(opts_cgroup_walk(base, "/a/b/c", "memory.max") == 2147483648ull);
+  assert_true(opts_cgroup_walk(base, "/a/b/c/", "memory.max") == 2147483648ull);
+  put_file(base, "memory.max", "1073741824\n");   /* the root's binds too */
+  assert_true(opts_cgroup_walk(base, "/a/b/c", "memory.max") == 1073741824ull);
+  assert_true(opts_cgroup_walk(base, "/", "memory.max") == 1073741824ull);
+  put_file(c, "memory.max", "536870912");
+  assert_true(opts_cgroup_walk(base, "/a/b/c", "memory.max") == 536870912ull);
+  assert_true(opts_cgroup_walk(base, "/a/b", "memory.max") == 1073741824ull);
+  assert_true(opts_cgroup_walk(base, "/nowhere", "memory.max") == 1073741824ull);
+  tutil_rmrf(base);
 }
 
 static void errno_mapping(void **state)
@@ -502,6 +542,7 @@ int main(void)
     cmocka_unit_test(strerror_names_every_code),
     cmocka_unit_test(version_matches_header),
     cmocka_unit_test(options_defaults),
+    cmocka_unit_test(cgroup_walk_takes_smallest),
     cmocka_unit_test(errno_mapping),
     cmocka_unit_test(log_hook_and_level),
     cmocka_unit_test(log_once_fires_once),
