@@ -139,7 +139,7 @@ static int pg_slots_make(uint64_t nb, struct pg_slot **slots, struct mem_arena *
   return *slots ? JDB_OK : JDB_ENOMEM;
 }
 
-void pg_slots_drop(struct pg_slot *slots, struct mem_arena *a)
+static void pg_slots_drop(struct pg_slot *slots, struct mem_arena *a)
 {
   if (a->base)
     mem_arena_deinit(a);

@@ -187,7 +187,6 @@ uint64_t pg_hash_count(const struct pg *p);
 /* Grow the hash table (rehashing) so that it is at most half full with this many frames
    hashed; JDB_ENOMEM leaves it as it was. */
 int pg_slots_fit(struct pg *p, uint64_t frames);
-void pg_slots_drop(struct pg_slot *slots, struct mem_arena *a);
 /* A FREE frame (from the free list, else a frame never used while the budget has one, else by
    evicting an unpinned RESIDENT one), out of every list; NULL when none can be had. */
 struct pg_frame *pg_frame_take(struct pg *p);

@@ -842,6 +842,8 @@ static int wal_prep_finish(struct wal *w, int *err)
   return state;
 }
 
+static int wal_zero_range(struct wal *w, struct fs_file *f, uint64_t from, uint64_t to);
+
 /* A new segment file that reads as zeros (zero-filled or allocated, wal_zero_wanted; or a
    recycled spare, whose blocks are already written and whose old records carry other segment
    numbers), synced and renamed into place, then opened for buffered writing as the current
@@ -900,20 +902,7 @@ static int wal_seg_create(struct wal *w, uint32_t seg, uint64_t size)
   rc = fs_file_open(w->ctx, tmp, FS_O_CREATE | (zeroed ? FS_O_DIRECT : 0), &f);
   if (rc)
     return rc;
-  if (zeroed) {
-    void *zero = mem_buf_get(WAL_ZERO_CHUNK);
-    if (!zero) {
-      fs_file_close(w->ctx, f);
-      fs_unlink(w->ctx, tmp);
-      return JDB_ENOMEM;
-    }
-    memset(zero, 0, WAL_ZERO_CHUNK);
-    for (uint64_t off = 0; rc == JDB_OK && off < size; off += WAL_ZERO_CHUNK)
-      rc = fs_write(w->ctx, f, zero, WAL_ZERO_CHUNK, off);
-    mem_buf_put(zero, WAL_ZERO_CHUNK);
-  } else {
-    rc = fs_file_allocate(w->ctx, f, 0, size);
-  }
+  rc = zeroed ? wal_zero_range(w, f, 0, size) : fs_file_allocate(w->ctx, f, 0, size);
   if (rc == JDB_OK)
     rc = fs_sync(w->ctx, f);
   fs_file_close(w->ctx, f);
