@@ -206,10 +206,13 @@ static int log_append_case(struct log_run *r, const char *name, uint32_t vlen, i
   if (mbs)
     *mbs = (double)(b.bytes_written - a.bytes_written) / secs / 1e6;
   uint64_t allocated = b.segments_allocated - a.segments_allocated;
-  bench_note("%s: %.1f MB/s of user data, %llu writes, %llu fdatasyncs, segments: %llu "
-             "zero-filled, %llu allocated, %llu reused",
+  bench_note("%s: %.1f MB/s of user data, %llu writes (%llu streamed pieces), %llu fdatasyncs, "
+             "%llu stalled appends, segments: %llu zero-filled, %llu allocated, %llu reused",
              name, (double)(seq - seq0) * (LOG_KEY + vlen) / secs / 1e6,
-             (unsigned long long)(b.writes - a.writes), (unsigned long long)(b.syncs - a.syncs),
+             (unsigned long long)(b.writes - a.writes),
+             (unsigned long long)(b.stream_pieces - a.stream_pieces),
+             (unsigned long long)(b.syncs - a.syncs),
+             (unsigned long long)(b.append_stalls - a.append_stalls),
              (unsigned long long)(b.segments_created - a.segments_created - allocated),
              (unsigned long long)allocated,
              (unsigned long long)(b.segments_reused - a.segments_reused));

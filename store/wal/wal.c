@@ -18,10 +18,14 @@
  *
  * Writer: records are encoded into the active buffer (durable_pos stamped with the position an
  * fdatasync had completed at that moment). A flush hands the active buffer to the kernel as one
- * write (the other buffer becomes active), with a linked fdatasync when a durable waiter wants
+ * write (a free buffer becomes active), with a linked fdatasync when a durable waiter wants
  * one; at most one flush is in flight, so appends made meanwhile are batched into the next one
  * (group commit). A flush completes when all its ops have (CQEs of a chain may arrive in any
- * order), then wakes the waiters.
+ * order), then wakes the waiters. A large direct write goes out in 512 KiB writes, a few in
+ * flight. Streaming (nobody waiting): such a flush writes whole blocks only, and takes the
+ * whole blocks appended meanwhile as further pieces, each from its own buffer (wal_stream_seal);
+ * the partial last block always stays in the active buffer, unwritten, so pieces never share a
+ * block and may be in flight together.
  *
  * Segment preparation: from the moment a segment is a quarter full, the next one is prepared in
  * the background (next.tmp: zero-filled with O_DIRECT 1 MiB writes, 4 in flight, or allocated,
@@ -31,8 +35,11 @@
  *
  * Invariants:
  *   durable_pos <= written_pos <= append_pos; all three in the current segment or at its start.
- *   bufs[active] holds [append_pos - len, append_pos); the in-flight buffer ends where it starts.
- *   Both buffers only ever hold bytes of the current segment (a roll waits for the END record to
+ *   bufs[active] holds [append_pos - fresh, append_pos) after `head` bytes of its first block
+ *   already in the file; a busy buffer holds [start, start + fresh) of the flush in flight, and
+ *   is freed only when its writes completed; the busy buffers and the active one cover
+ *   [written_pos, append_pos) but for pieces already complete in the file.
+ *   Buffers only ever hold bytes of the current segment (a roll waits for the END record to
  *   be durable before the next segment exists).
  *   poison != 0: no write is ever issued again.
  */
@@ -60,8 +67,17 @@
 #define WAL_READ_FILES 8
 #define WAL_BLOCK 4096u           /* O_DIRECT granularity of log writes */
 #define WAL_DIRECT_MIN_DEFAULT (128u << 10)
-#define WAL_DIO_CHUNK (1u << 20)  /* a large direct flush goes out in writes of this size, */
-#define WAL_DIO_QD 4              /* at most this many in flight */
+/* Large direct writes go out in WAL_DIO_CHUNK writes, WAL_DIO_QD in flight, and appends wait
+   while a flush is out and WAL_BUF_MAX new bytes are buffered: the device reads 2-3 MiB of
+   memory written moments before. On this VM's virtual disk, writes from a 4 MiB ring of buffers
+   ran at 2.2-3.5 GB/s with the device's moods, from a 16 or 64 MiB ring at a flat 2.0-2.1; the
+   log with 1 MiB x 4 in flight and 8 MiB buffered capped at ~2.0 GB/s, with 512 KiB x 4 and
+   1 MiB buffered it reached 2.6-3.1 (DESIGN.md §8). */
+#define WAL_DIO_CHUNK (512u << 10)
+#define WAL_DIO_QD 4
+#define WAL_NBUF 8                /* the active buffer, the flush's, and stream pieces' */
+#define WAL_STREAM_MIN (512u << 10)   /* a stream piece holds at least this many bytes */
+#define WAL_BUF_MAX (1u << 20)    /* past this many new bytes, appends wait (wal_room) */
 
 /* An append buffer. p[0, head) repeats the bytes already in the file just before the buffer's
    first new byte, back to the block boundary (so a flush can write whole blocks with O_DIRECT);
@@ -70,6 +86,17 @@
 struct wal_buf {
   uint8_t *p;
   size_t cap, len, head;
+  uint64_t start;                 /* log position of p[head], while busy */
+  int busy;                       /* part of the flush in flight: not free, not active */
+};
+
+/* A direct write of whole blocks of one buffer, bytes [skip, skip + len), at file offset off,
+   in WAL_DIO_CHUNK writes. A flush's large direct write is one; a stream adds more. */
+struct wal_piece {
+  int buf;
+  uint64_t off;
+  size_t skip, len, issued;
+  unsigned out;                   /* chunk writes in flight */
 };
 
 struct wal_waiter {
@@ -123,20 +150,23 @@ struct wal {
   uint64_t append_pos, written_pos, durable_pos;
   uint64_t sync_target;           /* a durable waiter wants everything before this */
   /* buffers and the flush in flight */
-  struct wal_buf bufs[2];
+  struct wal_buf bufs[WAL_NBUF];
   int active;
   int flushing;
+  int streaming;                  /* the flush in flight takes more pieces (wal_stream_seal) */
+  uint64_t want_pos;              /* a waiter wants everything before this written */
   int flush_buf;                  /* index of the buffer being written, -1 for a lone fdatasync */
   int flush_w1, flush_w2;         /* op_write / op_write2 are part of the flush */
   int flush_err;                  /* first failure of a chunk write */
   int flush_sync_after;           /* chunked flush: the fdatasync still to issue after the writes */
-  /* A chunked direct write: [dio_src, dio_src + dio_len) to file offset dio_off, issued in
-     WAL_DIO_CHUNK pieces through op_chunk[], WAL_DIO_QD at a time (one large write ran 20 %
-     slower than 1 MiB writes 4 deep on this machine's virtual disk). */
-  const uint8_t *dio_src;
-  uint64_t dio_off;
-  size_t dio_len, dio_issued;
+  /* Direct writes go out in WAL_DIO_CHUNK writes through op_chunk[], WAL_DIO_QD at a time
+     (one large write ran 20 % slower than 1 MiB writes 4 deep on this machine's virtual disk),
+     from the pieces in the FIFO pieces[pc_head .. pc_head + pc_n). */
+  struct wal_piece pieces[WAL_NBUF];
+  unsigned pc_head, pc_n;
   struct fs_op op_chunk[WAL_DIO_QD];
+  unsigned chunk_piece[WAL_DIO_QD];
+  uint8_t chunk_busy[WAL_DIO_QD];
   unsigned flush_ops_left;
   int flush_sync;
   uint64_t flush_end;
@@ -325,7 +355,7 @@ void wal_close(struct wal *w)
   }
   wal_cur_close(w);
   wal_rfiles_close(w);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < WAL_NBUF; i++)
     if (w->bufs[i].p)
       mem_buf_put(w->bufs[i].p, w->bufs[i].cap);
   mem_free(w->segs);
@@ -440,35 +470,153 @@ static void wal_poison(struct wal *w, int err, const char *what)
 
 static void wal_flush_done(struct fs_op *op);
 
-static void wal_chunk_issue(struct wal *w, struct fs_op *op)
+/* Issue the next WAL_DIO_CHUNK of the stream's first unissued piece through chunk slot `slot`.
+   Returns 0 when nothing is left to issue (or a chunk failed: then nothing more goes out). */
+static int wal_chunk_next(struct wal *w, unsigned slot)
 {
-  size_t n = w->dio_len - w->dio_issued;
-  if (n > WAL_DIO_CHUNK)
-    n = WAL_DIO_CHUNK;
-  fs_op_prep_write(op, w->cur_dio, w->dio_src + w->dio_issued, (uint32_t)n,
-                   w->dio_off + w->dio_issued);
-  op->done = wal_flush_done;
-  op->udata = w;
-  w->dio_issued += n;
-  int rc = fs_submit(w->ctx, op);
-  JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
-  (void)rc;
+  if (w->flush_err)
+    return 0;
+  for (unsigned k = 0; k < w->pc_n; k++) {
+    unsigned pi = (w->pc_head + k) % WAL_NBUF;
+    struct wal_piece *pc = &w->pieces[pi];
+    if (pc->issued == pc->len)
+      continue;
+    size_t n = pc->len - pc->issued;
+    if (n > WAL_DIO_CHUNK)
+      n = WAL_DIO_CHUNK;
+    struct fs_op *op = &w->op_chunk[slot];
+    fs_op_prep_write(op, w->cur_dio, w->bufs[pc->buf].p + pc->skip + pc->issued, (uint32_t)n,
+                     pc->off + pc->issued);
+    op->done = wal_flush_done;
+    op->udata = w;
+    w->chunk_piece[slot] = pi;
+    w->chunk_busy[slot] = 1;
+    pc->issued += n;
+    pc->out++;
+    w->flush_ops_left++;
+    w->st.writes++;
+    w->st.writes_direct++;
+    int rc = fs_submit(w->ctx, op);
+    JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
+    (void)rc;
+    return 1;
+  }
+  return 0;
+}
+
+/* Every free chunk slot gets the next chunk, while there are any. */
+static void wal_chunks_fill(struct wal *w)
+{
+  for (unsigned i = 0; i < WAL_DIO_QD; i++)
+    if (!w->chunk_busy[i] && !wal_chunk_next(w, i))
+      return;
+}
+
+static void wal_piece_push(struct wal *w, int buf, uint64_t off, size_t skip, size_t len)
+{
+  JDB_ASSERT(w->pc_n < WAL_NBUF);
+  w->pieces[(w->pc_head + w->pc_n++) % WAL_NBUF] =
+      (struct wal_piece){.buf = buf, .off = off, .skip = skip, .len = len};
+}
+
+/* A buffer that is neither active nor part of the flush in flight, or -1. */
+static int wal_buf_free_index(const struct wal *w)
+{
+  for (int i = 0; i < WAL_NBUF; i++)
+    if (i != w->active && !w->bufs[i].busy)
+      return i;
+  return -1;
+}
+
+/* Make a free buffer active, holding the `tail` bytes that end the old active buffer as new
+   (unwritten) bytes; the old one keeps [0, len - tail). JDB_OK or JDB_ENOMEM. */
+static int wal_buf_split(struct wal *w, size_t tail)
+{
+  int i = wal_buf_free_index(w);
+  JDB_ASSERT(i >= 0);
+  struct wal_buf *b = &w->bufs[w->active], *nb = &w->bufs[i];
+  JDB_ASSERT(nb->len == 0 && nb->head == 0 && tail <= b->len - b->head);
+  if (wal_buf_reserve(nb, tail))
+    return JDB_ENOMEM;
+  memcpy(nb->p, b->p + b->len - tail, tail);
+  nb->len = tail;
+  b->len -= tail;
+  w->active = i;
+  return JDB_OK;
+}
+
+/* A waiter wants a position no stream piece is going to cover soon: the partial last block, or
+   an fdatasync. The stream then stops growing, so the flush ends and the next one serves it. */
+static int wal_stream_wanted(const struct wal *w)
+{
+  return w->want_pos <= w->written_pos && w->sync_target <= w->durable_pos;
+}
+
+/* Streaming: while nobody waits, a direct flush in flight takes the whole blocks the active
+   buffer has gathered (at least WAL_STREAM_MIN) as one more piece, and the bytes of the last,
+   partial block move to a fresh active buffer, unwritten. Pieces never share a block, so their
+   writes may be in flight together, and the device never waits for one flush to drain before
+   the next begins (a drain every 4 MiB cost a quarter of the bandwidth here; DESIGN.md §8).
+   Returns 1 if a piece was added. */
+static int wal_stream_seal(struct wal *w)
+{
+  if (!w->streaming)
+    return 0;
+  if (w->flush_err || w->poison || !wal_stream_wanted(w)) {
+    w->streaming = 0;
+    return 0;
+  }
+  struct wal_buf *b = &w->bufs[w->active];
+  JDB_ASSERT(b->head == 0);   /* a stream's active buffer starts at a block boundary */
+  size_t whole = b->len & ~(size_t)(WAL_BLOCK - 1);
+  if (whole < WAL_STREAM_MIN || wal_buf_free_index(w) < 0)
+    return 0;
+  int old = w->active;
+  uint64_t start = w->append_pos - b->len;
+  if (wal_buf_split(w, b->len - whole))
+    return 0;
+  b->busy = 1;
+  b->start = start;
+  wal_piece_push(w, old, LOG_POS_OFF(start), 0, whole);
+  w->flush_end = start + whole;
+  w->st.stream_pieces++;
+  wal_wake_all(w);   /* an append held back by WAL_BUF_MAX has room again */
+  return 1;
+}
+
+/* Pieces whose writes all completed leave the stream in order; their buffers are free again
+   (the flush's own buffer stays until the flush ends). */
+static void wal_pieces_retire(struct wal *w)
+{
+  while (w->pc_n) {
+    struct wal_piece *pc = &w->pieces[w->pc_head];
+    if (pc->issued < pc->len || pc->out)
+      return;
+    if (pc->buf != w->flush_buf) {
+      struct wal_buf *b = &w->bufs[pc->buf];
+      w->st.bytes_written += b->len - b->head;
+      b->len = b->head = 0;
+      b->busy = 0;
+    }
+    w->pc_head = (w->pc_head + 1) % WAL_NBUF;
+    w->pc_n--;
+  }
 }
 
 static void wal_flush_done(struct fs_op *op)
 {
   struct wal *w = op->udata;
   if (op >= w->op_chunk && op < w->op_chunk + WAL_DIO_QD) {
+    unsigned slot = (unsigned)(op - w->op_chunk);
+    w->chunk_busy[slot] = 0;
+    w->pieces[w->chunk_piece[slot]].out--;
     int e = fs_op_error(op);
-    if (e && !w->flush_err) {
-      w->flush_err = e;
-      /* Issue no more: the chunks never issued will not complete. */
-      size_t left = w->dio_len - w->dio_issued;
-      w->flush_ops_left -= (unsigned)((left + WAL_DIO_CHUNK - 1) / WAL_DIO_CHUNK);
-      w->dio_issued = w->dio_len;
-    }
-    if (w->dio_issued < w->dio_len)
-      wal_chunk_issue(w, op);
+    if (e && !w->flush_err)
+      w->flush_err = e;   /* issue no more: the flush ends when the chunks out complete */
+    if (!wal_chunk_next(w, slot) && wal_stream_seal(w))
+      wal_chunks_fill(w);
+    if (!w->flush_err)
+      wal_pieces_retire(w);
   }
   if (--w->flush_ops_left > 0)
     return;   /* other ops of the flush are still out (CQEs of a chain may come in any order) */
@@ -501,13 +649,34 @@ static void wal_flush_done(struct fs_op *op)
     if (w->flush_sync)
       w->durable_pos = w->flush_end;
   }
+  /* Pieces left after a failure: their buffers are free (the log is poisoned). */
+  for (; w->pc_n; w->pc_n--, w->pc_head = (w->pc_head + 1) % WAL_NBUF) {
+    struct wal_buf *b = &w->bufs[w->pieces[w->pc_head].buf];
+    if (w->pieces[w->pc_head].buf != w->flush_buf) {
+      b->len = b->head = 0;
+      b->busy = 0;
+    }
+  }
   if (w->flush_buf >= 0) {
     struct wal_buf *b = &w->bufs[w->flush_buf];
     if (!w->poison)
       w->st.bytes_written += wal_buf_fresh(b);
     b->len = b->head = 0;
+    b->busy = 0;
+  }
+  /* Buffers beyond the active one and a spare served a stream: they go back (a stream resumes
+     with fresh ones; a large record can leave a buffer of any size). */
+  int kept = 0;
+  for (int i = 0; i < WAL_NBUF; i++) {
+    struct wal_buf *b = &w->bufs[i];
+    if (i == w->active || !b->p || !kept++)
+      continue;
+    mem_buf_put(b->p, b->cap);
+    b->p = NULL;
+    b->cap = 0;
   }
   w->flushing = 0;
+  w->streaming = 0;
   wal_wake_all(w);
   /* Waiters that arrived during this flush are served by the next one right away. */
   struct wal_buf *ac = &w->bufs[w->active];
@@ -521,8 +690,13 @@ int wal_flush(struct wal *w)
     return JDB_EINVAL;
   if (w->poison)
     return w->poison;
-  if (w->flushing || !w->replayed)
+  if (!w->replayed)
     return JDB_OK;
+  if (w->flushing) {
+    if (wal_stream_seal(w))
+      wal_chunks_fill(w);
+    return JDB_OK;
+  }
   struct wal_buf *b = &w->bufs[w->active];
   size_t fresh = wal_buf_fresh(b);
   uint64_t start = w->append_pos - fresh;
@@ -531,15 +705,17 @@ int wal_flush(struct wal *w)
     return JDB_OK;
   JDB_ASSERT(start == w->written_pos);
   w->flushing = 1;
+  w->streaming = 0;
   w->flush_sync = want_sync;
   w->flush_end = w->append_pos;
   w->flush_buf = -1;
   w->flush_w1 = w->flush_w2 = 0;
   w->flush_err = 0;
   w->flush_sync_after = 0;
+  w->flush_ops_left = 0;
   struct fs_op *chain[3];
-  size_t nchunks = 0;
   size_t nops = 0;
+  int chunked = 0;
   if (fresh) {
     /* Every write ends at a block boundary, the rest of its last block filled with zeros: a
        buffered write that covered a page only in part would make the kernel read the block
@@ -575,35 +751,48 @@ int wal_flush(struct wal *w)
          is not in the page cache (a partial buffered write would read it). */
       skip = 0;
     }
+    int old = w->active;
+    size_t whole = b->len & ~(size_t)(WAL_BLOCK - 1);
+    if (direct && !want_sync && wal_stream_wanted(w) && whole > skip &&
+        whole - skip >= w->o.direct_min && wal_buf_split(w, b->len - whole) == JDB_OK) {
+      /* A stream: the next buffer holds the bytes of the partial last block as new ones, and
+         later pieces go on from the block boundary (wal_stream_seal). */
+      pad = 0;
+      w->streaming = 1;
+      w->flush_end = w->append_pos - wal_buf_fresh(&w->bufs[w->active]);
+    }
     size_t wlen = b->len + pad - skip;
-    if (direct && wlen > WAL_DIO_CHUNK) {
-      w->dio_src = b->p + skip;
-      w->dio_off = boff + skip;
-      w->dio_len = wlen;
-      w->dio_issued = 0;
-      nchunks = (wlen + WAL_DIO_CHUNK - 1) / WAL_DIO_CHUNK;
+    if (direct && (w->streaming || wlen > WAL_DIO_CHUNK)) {
+      wal_piece_push(w, old, boff + skip, skip, wlen);
+      chunked = 1;
     } else {
       JDB_ASSERT(wlen <= UINT32_MAX);
       fs_op_prep_write(&w->op_write, direct ? w->cur_dio : w->cur_f, b->p + skip, (uint32_t)wlen,
                        boff + skip);
       chain[nops++] = &w->op_write;
       w->flush_w1 = 1;
+      w->st.writes++;
+      w->st.writes_direct += direct;
     }
+    w->st.writes += w->flush_w2;
     w->dio_last = direct;
-    w->st.writes_direct += direct ? (nchunks ? nchunks : 1) : 0;
-    /* The next buffer starts with the bytes of append_pos's block written so far. */
-    w->active = !w->active;
-    struct wal_buf *nb = &w->bufs[w->active];
-    JDB_ASSERT(nb->len == 0 && nb->head == 0);
-    size_t tail = end_off % WAL_BLOCK;
-    if (tail <= b->len && wal_buf_reserve(nb, tail) == JDB_OK) {
-      memcpy(nb->p, b->p + b->len - tail, tail);
-      nb->len = nb->head = tail;
+    b->busy = 1;
+    b->start = start;
+    if (!w->streaming) {
+      /* The next buffer starts with the bytes of append_pos's block written so far. */
+      w->active = wal_buf_free_index(w);
+      JDB_ASSERT(w->active >= 0);
+      struct wal_buf *nb = &w->bufs[w->active];
+      JDB_ASSERT(nb->len == 0 && nb->head == 0);
+      size_t tail = end_off % WAL_BLOCK;
+      if (tail <= b->len && wal_buf_reserve(nb, tail) == JDB_OK) {
+        memcpy(nb->p, b->p + b->len - tail, tail);
+        nb->len = nb->head = tail;
+      }
     }
-    w->flush_buf = !w->active;
-    w->st.writes += nops + nchunks;
+    w->flush_buf = old;
   }
-  if (want_sync && nchunks) {
+  if (want_sync && chunked) {
     /* Chunks go out side by side: the fdatasync follows when every one has completed. */
     fs_op_prep_sync(&w->op_sync, w->cur_dio, 0);
     w->op_sync.done = wal_flush_done;
@@ -616,7 +805,7 @@ int wal_flush(struct wal *w)
     chain[nops++] = &w->op_sync;
     w->st.syncs++;
   }
-  w->flush_ops_left = (unsigned)(nops + nchunks);
+  w->flush_ops_left = (unsigned)nops;
   for (size_t i = 0; i < nops; i++) {
     chain[i]->done = wal_flush_done;
     chain[i]->udata = w;
@@ -625,14 +814,35 @@ int wal_flush(struct wal *w)
   if (nops)
     rc = nops == 1 ? fs_submit(w->ctx, chain[0]) : fs_submit_chain(w->ctx, chain, nops);
   JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
-  for (size_t i = 0; i < nchunks && i < WAL_DIO_QD; i++)
-    wal_chunk_issue(w, &w->op_chunk[i]);
+  wal_chunks_fill(w);
   return JDB_OK;
 }
 
 static int wal_reached(const struct wal *w, uint64_t end, int level)
 {
   return level == WAL_DURABLE ? w->durable_pos >= end : w->written_pos >= end;
+}
+
+/* Wait for the flush in flight to make progress: a fiber parks until wal_wake_all, a thread
+   outside fibers reaps completions. */
+static int wal_park(struct wal *w)
+{
+  if (coro_self()) {
+    struct wal_waiter me = {.c = coro_self(), .next = w->waiters};
+    w->waiters = &me;
+    coro_park();
+    /* coro_park may return early (a wake from elsewhere): then we are still linked, and
+       must not stay in the list once this frame is gone. */
+    for (struct wal_waiter **pp = &w->waiters; *pp; pp = &(*pp)->next)
+      if (*pp == &me) {
+        *pp = me.next;
+        break;
+      }
+    return JDB_OK;
+  }
+  JDB_ASSERT(w->flushing);
+  int rc = fs_poll(w->ctx, 1);
+  return rc < 0 ? rc : JDB_OK;
 }
 
 int wal_wait(struct wal *w, uint64_t end, int level)
@@ -648,26 +858,14 @@ int wal_wait(struct wal *w, uint64_t end, int level)
       return w->poison;
     if (level == WAL_DURABLE && w->sync_target < end)
       w->sync_target = end;
+    if (w->want_pos < end)
+      w->want_pos = end;
     int rc = wal_flush(w);
     if (rc)
       return rc;
-    if (coro_self()) {
-      struct wal_waiter me = {.c = coro_self(), .next = w->waiters};
-      w->waiters = &me;
-      coro_park();
-      /* coro_park may return early (a wake from elsewhere): then we are still linked, and
-         must not stay in the list once this frame is gone. */
-      for (struct wal_waiter **pp = &w->waiters; *pp; pp = &(*pp)->next)
-        if (*pp == &me) {
-          *pp = me.next;
-          break;
-        }
-    } else {
-      JDB_ASSERT(w->flushing);
-      rc = fs_poll(w->ctx, 1);
-      if (rc < 0)
-        return rc;
-    }
+    rc = wal_park(w);
+    if (rc)
+      return rc;
   }
 }
 
@@ -1045,6 +1243,32 @@ size_t wal_segments(const struct wal *w, uint32_t *segs, size_t cap)
 /* ------------------------------------------------------------------------------------------- */
 /* Appending */
 
+/* Room for a record of `padded` bytes: the next segment when this one cannot hold it (and its
+   END); and, while a flush is out, an active buffer below WAL_BUF_MAX: past it the append waits
+   until the flush (or its stream) has taken the buffer (other fibers' appends queue at the gate
+   meanwhile, as during a roll). An appender faster than the device so holds a few MiB, not a
+   whole segment, and the device reads data written moments before (DESIGN.md §8). */
+static int wal_room(struct wal *w, uint64_t padded)
+{
+  if (LOG_POS_OFF(w->append_pos) + padded + WAL_END_REC_LEN > w->cur_size)
+    return wal_roll(w, padded);
+  int rc = JDB_OK;
+  while (rc == JDB_OK && !w->poison && w->flushing) {
+    size_t fresh = wal_buf_fresh(&w->bufs[w->active]);
+    if (!fresh || fresh + padded <= WAL_BUF_MAX)
+      break;
+    w->st.append_stalls += !w->rolling;
+    w->rolling = 1;
+    rc = wal_park(w);
+  }
+  if (w->rolling) {
+    w->rolling = 0;
+    if (w->gate_head)
+      coro_wake(w->gate_head->c);
+  }
+  return rc ? rc : w->poison;
+}
+
 int wal_append(struct wal *w, uint64_t table_id, uint64_t seq, uint64_t ts_sec,
                const struct wal_op *ops, uint32_t nops, struct wal_vref *vrefs, uint64_t *end)
 {
@@ -1060,12 +1284,9 @@ int wal_append(struct wal *w, uint64_t table_id, uint64_t seq, uint64_t ts_sec,
   int rc = wal_gate(w);
   if (rc)
     return rc;
-  uint64_t padded = layout_rec_padded((uint32_t)len);
-  if (LOG_POS_OFF(w->append_pos) + padded + WAL_END_REC_LEN > w->cur_size) {
-    rc = wal_roll(w, padded);
-    if (rc)
-      return rc;
-  }
+  rc = wal_room(w, layout_rec_padded((uint32_t)len));
+  if (rc)
+    return rc;
   uint8_t *r = wal_rec_begin(w, (uint32_t)len);
   if (!r)
     return JDB_ENOMEM;
@@ -1121,12 +1342,9 @@ int wal_append_record(struct wal *w, uint8_t type, const void *payload, uint32_t
   int rc = wal_gate(w);
   if (rc)
     return rc;
-  uint64_t padded = layout_rec_padded((uint32_t)total);
-  if (LOG_POS_OFF(w->append_pos) + padded + WAL_END_REC_LEN > w->cur_size) {
-    rc = wal_roll(w, padded);
-    if (rc)
-      return rc;
-  }
+  rc = wal_room(w, layout_rec_padded((uint32_t)total));
+  if (rc)
+    return rc;
   uint8_t *r = wal_rec_begin(w, (uint32_t)total);
   if (!r)
     return JDB_ENOMEM;
@@ -1258,26 +1476,48 @@ int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len)
   if (seg == w->cur_seg && w->cur_f) {
     if (off + len > LOG_POS_OFF(w->append_pos))
       return JDB_CORRUPT("log reference past the log end", pos);
-    /* [.., written_pos) is in the file, [written_pos, ac_start) in the buffer being written,
-       [ac_start, append_pos) in the active buffer; a range may span them. The buffered parts
-       are copied first: the file read may park this fiber, and meanwhile the flush in flight
-       can complete and its buffer be reused. */
-    const struct wal_buf *fl = &w->bufs[!w->active], *ac = &w->bufs[w->active];
-    uint64_t mem_start = w->written_pos, ac_start = w->append_pos - wal_buf_fresh(ac);
-    uint64_t end = pos + len;
+    /* Bytes not yet in the file are in buffers: the active one, [append_pos - fresh,
+       append_pos), and those of the flush in flight (busy: [start, start + fresh)). Every other
+       byte of the segment is in the file: a buffer is freed only once its writes completed.
+       The buffered parts are copied first: a file read may park this fiber, and meanwhile the
+       flush in flight can complete and its buffers be reused. */
+    uint64_t end = pos + len, gap_at[WAL_NBUF + 1], gap_end[WAL_NBUF + 1];
+    unsigned ngaps = 0;
     uint8_t *d = dst;
-    for (uint64_t at = pos > mem_start ? pos : mem_start; at < end;) {
-      uint64_t stop = at < ac_start ? (end < ac_start ? end : ac_start) : end;
-      const uint8_t *src = at < ac_start ? fl->p + fl->head + (at - mem_start)
-                                         : ac->p + ac->head + (at - ac_start);
-      memcpy(d + (at - pos), src, (size_t)(stop - at));
-      at = stop;
+    for (uint64_t at = pos; at < end;) {
+      uint64_t next = end;
+      int hit = 0;
+      for (int i = 0; i < WAL_NBUF && !hit; i++) {
+        const struct wal_buf *b = &w->bufs[i];
+        if (i != w->active && !b->busy)
+          continue;
+        uint64_t be = i == w->active ? w->append_pos : b->start + wal_buf_fresh(b);
+        uint64_t bs = be - wal_buf_fresh(b);
+        if (bs <= at && at < be) {
+          uint64_t stop = be < end ? be : end;
+          memcpy(d + (at - pos), b->p + b->head + (at - bs), (size_t)(stop - at));
+          at = stop;
+          hit = 1;
+        } else if (bs > at && bs < next) {
+          next = bs;
+        }
+      }
+      if (hit)
+        continue;
+      JDB_ASSERT(ngaps <= WAL_NBUF);
+      gap_at[ngaps] = at;
+      gap_end[ngaps++] = next;
+      at = next;
     }
-    if (pos >= mem_start)
-      return JDB_OK;
-    uint32_t n = (uint32_t)((end < mem_start ? end : mem_start) - pos), got = 0;
-    int rc = fs_read(w->ctx, w->cur_f, d, n, off, &got);
-    return rc ? rc : got == n ? JDB_OK : JDB_CORRUPT("short log segment", pos);
+    for (unsigned i = 0; i < ngaps; i++) {
+      uint32_t n = (uint32_t)(gap_end[i] - gap_at[i]), got = 0;
+      int rc = fs_read(w->ctx, w->cur_f, d + (gap_at[i] - pos), n, LOG_POS_OFF(gap_at[i]), &got);
+      if (rc)
+        return rc;
+      if (got != n)
+        return JDB_CORRUPT("short log segment", gap_at[i]);
+    }
+    return JDB_OK;
   }
   struct fs_file *f;
   uint64_t size;

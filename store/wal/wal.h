@@ -158,7 +158,13 @@ int wal_append_record(struct wal *w, uint8_t type, const void *payload, uint32_t
 
 /* Start writing what is buffered, if no flush is in flight: one write, plus a linked fdatasync
    when a durable waiter (or wal_sync) wants one. Never blocks. The reactor calls it once per loop
-   iteration; wal_wait calls it too. Returns JDB_OK or the poison error. */
+   iteration; wal_wait calls it too. Returns JDB_OK or the poison error.
+   Streaming: a large direct flush started while nobody waits writes whole blocks only; while it
+   is in flight, each wal_flush (and each of its completions) hands the whole blocks appended
+   since to it as one more write, so a writer that never waits keeps the device busy without a
+   pause between flushes. A waiter (wal_wait) ends the stream: the flush completes, and the next
+   one writes the rest. Appends wait (append_stalls) when a flush is in flight and the buffer
+   holds 1 MiB of new bytes. */
 int wal_flush(struct wal *w);
 /* Wait until everything before `end` has reached `level`. JDB_OK or the poison error. */
 int wal_wait(struct wal *w, uint64_t end, int level);
@@ -205,6 +211,9 @@ struct wal_stats {
   uint64_t segments_created, segments_reused;
   uint64_t bytes_prepared;  /* zeros written to prepare segments (not in bytes_written) */
   uint64_t segments_allocated;  /* of segments_created: space reserved, not zero-filled */
+  uint64_t stream_pieces;   /* direct writes of whole blocks added to a flush in flight while
+                               nobody waited (wal_flush: streaming) */
+  uint64_t append_stalls;   /* appends that waited for a flush: the buffer was full */
 };
 void wal_stats_get(const struct wal *w, struct wal_stats *out);
 

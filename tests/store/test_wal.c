@@ -2471,7 +2471,7 @@ static void test_batch_decode_fuzz(void **state)
 /* ------------------------------------------------------------------------------------------- */
 
 /* ------------------------------------------------------------------------------------------- */
-/* A large O_DIRECT flush goes out in 1 MiB writes, 4 in flight, and its fdatasync after all of
+/* A large O_DIRECT flush goes out in 512 KiB writes, 4 in flight, and its fdatasync after all of
    them. Faults at every write and sync of such a flush (EIO, and a simulated power loss with
    each crash policy): the waiter gets the error, the log refuses more, and a reopen replays a
    prefix of the records that holds every one acknowledged as durable. */
@@ -2493,14 +2493,40 @@ static int ck_cb(void *ud, const struct wal_rec *rec)
   return 0;
 }
 
-static int ck_append(struct wal *w, uint64_t seq, uint8_t *val)
+/* Appends record seq (its value checked by ck_cb), its value reference into *ref if not NULL. */
+static int ck_append_ref(struct wal *w, uint64_t seq, uint8_t *val, struct wal_vref *ref)
 {
   uint8_t key[16] = {0};
   memcpy(key, &seq, sizeof seq);
   memset(val, (uint8_t)seq, 4000);
   val[3999] = (uint8_t)(seq >> 8);
   struct wal_op op = {.kind = WAL_OP_PUT, .key = key, .klen = 16, .val = val, .vlen = 4000};
-  return wal_append(w, 1, seq, 0, &op, 1, NULL, NULL);
+  return wal_append(w, 1, seq, 0, &op, 1, ref, NULL);
+}
+
+static int ck_append(struct wal *w, uint64_t seq, uint8_t *val)
+{
+  return ck_append_ref(w, seq, val, NULL);
+}
+
+/* After a fault scenario: closes w and its (faulty) ctx, reopens the directory on a plain ctx
+   (what the disk holds after a simulated power loss) and checks that replay yields a prefix of
+   records 1..total with every value right and at least the `acked` first ones; removes dir. */
+static void ck_reopen_check(struct wal *w, struct fs_ctx *ctx, const char *dir,
+                            const struct wal_opts *o, unsigned sc, uint64_t acked, uint64_t total)
+{
+  wal_close(w);
+  fs_ctx_destroy(ctx);
+  ctx = ctx_new();
+  struct ck_count c = {0, 0};
+  assert_int_equal(wal_open(ctx, dir, o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
+  if (c.bad || c.n < acked || c.n > total)
+    fail_msg("scenario %u: replayed %llu records (bad %d), acknowledged %llu", sc,
+             (unsigned long long)c.n, c.bad, (unsigned long long)acked);
+  wal_close(w);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
 }
 
 static void test_chunked_flush_faults(void **state)
@@ -2555,21 +2581,132 @@ static void test_chunked_flush_faults(void **state)
                  (unsigned long long)(b.syncs - a.syncs));
       assert_int_equal(ck_append(w, first + big + 1, val), rc);
     }
-    wal_close(w);
-    fs_ctx_destroy(ctx);
-    /* Reopen on a plain context (after a simulated power loss, what the disk holds). */
-    ctx = ctx_new();
-    struct ck_count c = {0, 0};
-    assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
-    assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
-    if (c.bad || c.n < acked || c.n > first + big)
-      fail_msg("scenario %u: replayed %llu records (bad %d), acknowledged %llu", sc,
-               (unsigned long long)c.n, c.bad, (unsigned long long)acked);
-    wal_close(w);
-    fs_ctx_destroy(ctx);
-    tutil_rmrf(dir);
+    ck_reopen_check(w, ctx, dir, &o, sc, acked, first + big);
   }
   free(val);
+}
+
+/* Reads record seq's value back through its reference (wherever its bytes are: the active
+   buffer, a piece in flight, or the file) and checks it. */
+static void st_check_read(struct wal *w, uint64_t seq, const struct wal_vref *ref)
+{
+  uint8_t got[4000];
+  assert_int_equal(ref->len, 4000);
+  assert_int_equal(wal_read(w, ref->pos + 4, got, 4000), JDB_OK);
+  if (got[0] != (uint8_t)seq || got[1999] != (uint8_t)seq || got[3999] != (uint8_t)(seq >> 8))
+    fail_msg("record %llu: wrong value read back", (unsigned long long)seq);
+}
+
+/* Streaming: a writer that never waits, only calls wal_flush (and reaps) between appends, has
+   its flush in flight take pieces of whole blocks as they fill, the partial last block carried
+   unwritten to the next buffer. Scenario 0: pieces streamed; 15: every value reads back while
+   its bytes are in the active buffer, in a piece in flight or in the file (a read of the file
+   reaps completions, which changes the flushes, so 0 reads only at the end); 1..6: EIO at a
+   data op of the stream; 7..14: power loss at a data op (DROP, KEEP, TEAR, RANDOM): the log
+   refuses more, and a reopen replays a prefix holding every record acknowledged before (each
+   checked). */
+static void test_stream_faults(void **state)
+{
+  (void)state;
+  uint64_t seed = tutil_seed() ^ 0x57e4;
+  uint8_t *val = malloc(4000);
+  const uint64_t first = 20, big = 1500;          /* ~6 MiB without a wait */
+  struct wal_vref *refs = calloc(first + big + 1, sizeof *refs);
+  static const uint64_t at[16] = {0, 1, 2, 3, 5, 8, 13, 1, 2, 3, 4, 6, 9, 12, 17, 0};
+  static const unsigned pol[4] = {FS_CRASH_DROP, FS_CRASH_KEEP, FS_CRASH_TEAR, FS_CRASH_RANDOM};
+  for (unsigned sc = 0; sc < 16; sc++) {
+    const char *dir = tutil_tmpdir("wal_stream");
+    struct fs_ctx *ctx = fctx_new(seed + sc);
+    /* 32 MiB, allocated: no preparation of a next segment, so the rules count only flushes. */
+    struct wal_opts o = {.segment_bytes = 32 * MIB, .zero_fill = WAL_ZERO_NEVER};
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+    assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+    for (uint64_t i = 1; i <= first; i++)
+      assert_int_equal(ck_append_ref(w, i, val, &refs[i]), JDB_OK);
+    assert_int_equal(wal_sync(w), JDB_OK);
+    struct wal_stats a, b;
+    wal_stats_get(w, &a);
+    if (sc >= 1 && sc < 7) {
+      add_rule(ctx, FS_FAULT_EIO, FS_FT_DATA, at[sc]);
+    } else if (sc >= 7 && sc < 15) {
+      struct fs_fault_rule r = {.kind = FS_FAULT_CRASH, .targets = FS_FT_DATA, .at = at[sc],
+                                .crash_policy = pol[sc % 4]};
+      assert_int_equal(fs_faulty_add_rule(ctx, &r), JDB_OK);
+    }
+    struct tutil_rng rng;
+    tutil_rng_init(&rng, seed + sc);
+    int rc = JDB_OK;
+    for (uint64_t i = first + 1; i <= first + big && rc == JDB_OK; i++) {
+      rc = ck_append_ref(w, i, val, &refs[i]);
+      /* A flush call every 64 appends, a reap every 448: the piece in flight is still out when
+         512 KiB of whole blocks have gathered behind it. */
+      if (rc == JDB_OK && i % 64 == 0)
+        rc = wal_flush(w);
+      if (rc == JDB_OK && i % 448 == 0 && fs_poll(ctx, 0) < 0)
+        rc = JDB_EIO;
+      if (rc == JDB_OK && sc == 15 && i % 16 == 0) {
+        uint64_t j = i - tutil_rng_below(&rng, i < 600 ? i : 600);   /* recent: in buffers */
+        st_check_read(w, j, &refs[j]);
+        st_check_read(w, i, &refs[i]);
+      }
+    }
+    if (rc == JDB_OK)
+      rc = wal_sync(w);
+    wal_stats_get(w, &b);
+    uint64_t ops = (b.writes - a.writes) + (b.syncs - a.syncs);
+    if (sc == 0 || sc == 15) {
+      assert_int_equal(rc, JDB_OK);
+      if (sc == 0 && tutil_dir_takes_direct(ctx, dir) && g_direct_min == 0)
+        assert_true(b.stream_pieces > a.stream_pieces);
+      for (uint64_t j = 1; j <= first + big; j++)
+        st_check_read(w, j, &refs[j]);
+    } else if (at[sc] <= ops && rc == JDB_OK) {
+      fail_msg("scenario %u: the fault did not reach the stream (%llu data ops)", sc,
+               (unsigned long long)ops);
+    }
+    if (rc != JDB_OK)
+      assert_int_equal(ck_append_ref(w, first + big + 1, val, NULL), rc);
+    ck_reopen_check(w, ctx, dir, &o, sc, rc == JDB_OK ? first + big : first, first + big);
+  }
+  free(refs);
+  free(val);
+}
+
+/* An appender that never lets the flush in flight complete (no wal_flush, no reaping) stops at
+   1 MiB of new bytes and waits for it there (reaping in the wait), instead of buffering the
+   whole segment; everything replays. */
+static void test_append_stall(void **state)
+{
+  (void)state;
+  const char *dir = tutil_tmpdir("wal_stall");
+  struct fs_ctx *ctx = ctx_new();
+  struct wal_opts o = {.segment_bytes = 32 * MIB, .zero_fill = WAL_ZERO_NEVER};
+  struct wal *w = NULL;
+  uint8_t *val = malloc(4000);
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  const uint64_t n = 3000;   /* ~12 MiB */
+  for (uint64_t i = 1; i <= 100; i++)
+    assert_int_equal(ck_append(w, i, val), JDB_OK);
+  assert_int_equal(wal_flush(w), JDB_OK);   /* in flight until something reaps */
+  struct wal_stats a, b;
+  wal_stats_get(w, &a);
+  for (uint64_t i = 101; i <= n; i++)
+    assert_int_equal(ck_append(w, i, val), JDB_OK);
+  wal_stats_get(w, &b);
+  assert_true(b.append_stalls > a.append_stalls);
+  assert_int_equal(wal_sync(w), JDB_OK);
+  wal_close(w);
+  struct ck_count c = {0, 0};
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
+  assert_false(c.bad);
+  assert_int_equal(c.n, n);
+  wal_close(w);
+  free(val);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
 }
 
 int main(int argc, char **argv)
@@ -2603,6 +2740,8 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_replay_makes_recovered_durable),
     cmocka_unit_test(test_roundtrip),
     cmocka_unit_test(test_chunked_flush_faults),
+    cmocka_unit_test(test_stream_faults),
+    cmocka_unit_test(test_append_stall),
   };
   if (getenv("T_FILTER"))
     cmocka_set_test_filter(getenv("T_FILTER"));
