@@ -362,10 +362,12 @@ static int log_cmp_double(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-/* log.vs-device: three rounds of (the device's sequential write bandwidth, 1 MiB O_DIRECT QD4 on
+/* log.vs-device: five rounds of (the device's sequential write bandwidth, 1 MiB O_DIRECT QD4 on
    a file next to the log; then log.append.4k.steady.nowait+sync), each env->secs long, and the
    median of the per-round ratios: the issue-3 target (>= 0.8) measured in one run on a device
-   whose bandwidth moves by 2x from minute to minute here. */
+   whose bandwidth moves by 2x from minute to minute here (three rounds gave medians from 0.73 to
+   0.95 at one commit). */
+#define LOG_DEV_ROUNDS 5
 static int log_device_ratio(struct log_run *r)
 {
   const char *name = "log.vs-device";
@@ -374,9 +376,9 @@ static int log_device_ratio(struct log_run *r)
   char path[4200];
   snprintf(path, sizeof path, "%s/log-device.dat", r->env->dir);
   uint64_t size = r->env->quick ? (256ull << 20) : (2ull << 30);
-  double ratio[3];
+  double ratio[LOG_DEV_ROUNDS];
   int fail = 0;
-  for (int i = 0; i < 3 && !fail; i++) {
+  for (int i = 0; i < LOG_DEV_ROUNDS && !fail; i++) {
     double dev = 0, log = 0;
     fail |= bench_io_seqwrite_mbs(path, size, r->env->secs, &dev);
     fail |= log_append_case(r, "log.vs-device.4k.steady", 4096 - LOG_KEY, 0, &log);
@@ -386,8 +388,8 @@ static int log_device_ratio(struct log_run *r)
   }
   unlink(path);
   if (!fail) {
-    qsort(ratio, 3, sizeof ratio[0], log_cmp_double);
-    bench_note("%s: median log/device %.2f (target >= 0.80)", name, ratio[1]);
+    qsort(ratio, LOG_DEV_ROUNDS, sizeof ratio[0], log_cmp_double);
+    bench_note("%s: median log/device %.2f (target >= 0.80)", name, ratio[LOG_DEV_ROUNDS / 2]);
   }
   return fail;
 }

@@ -566,6 +566,13 @@ static int wal_stream_seal(struct wal *w)
     w->streaming = 0;
     return 0;
   }
+  /* Only when every piece is out: data queued behind the device would only age (the appends
+     meanwhile wait at WAL_BUF_MAX instead). */
+  for (unsigned k = 0; k < w->pc_n; k++) {
+    const struct wal_piece *pc = &w->pieces[(w->pc_head + k) % WAL_NBUF];
+    if (pc->issued < pc->len)
+      return 0;
+  }
   struct wal_buf *b = &w->bufs[w->active];
   JDB_ASSERT(b->head == 0);   /* a stream's active buffer starts at a block boundary */
   size_t whole = b->len & ~(size_t)(WAL_BLOCK - 1);
