@@ -2709,6 +2709,72 @@ static void test_append_stall(void **state)
   tutil_rmrf(dir);
 }
 
+/* Fibers appending without waits, each append taking the next seq: appends held at the buffer
+   bound queue the later fibers' appends behind them (as a roll does), so the log keeps seq
+   order; every record replays once, in order, values checked. */
+struct stall_fib {
+  struct wal *w;
+  uint64_t *next_seq;
+  uint8_t *val;
+  int fails;
+};
+
+static void stall_fib_main(void *arg)
+{
+  struct stall_fib *f = arg;
+  for (int r = 0; r < 150; r++) {
+    uint64_t seq = ++*f->next_seq;
+    if (ck_append(f->w, seq, f->val) != JDB_OK) {
+      f->fails++;
+      return;
+    }
+    if (r % 16 == 0 && wal_flush(f->w) != JDB_OK)
+      f->fails++;
+  }
+}
+
+static void test_append_stall_fibers(void **state)
+{
+  (void)state;
+  const char *dir = tutil_tmpdir("wal_stallf");
+  struct fs_ctx *ctx = ctx_new();
+  struct wal_opts o = {.segment_bytes = 32 * MIB, .zero_fill = WAL_ZERO_NEVER};
+  struct wal *w = NULL;
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  struct coro_sched *s = NULL;
+  assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
+  enum { NF = 8 };
+  struct stall_fib f[NF];
+  uint64_t seq = 0;
+  for (int i = 0; i < NF; i++) {
+    f[i] = (struct stall_fib){.w = w, .next_seq = &seq, .val = malloc(4000)};
+    assert_int_equal(coro_spawn(s, stall_fib_main, &f[i], NULL), JDB_OK);
+  }
+  struct wal_stats a, b;
+  wal_stats_get(w, &a);
+  alarm(30);
+  assert_int_equal(fs_loop_run(ctx, s), JDB_OK);
+  alarm(0);
+  wal_stats_get(w, &b);
+  coro_sched_destroy(s);
+  for (int i = 0; i < NF; i++) {
+    assert_int_equal(f[i].fails, 0);
+    free(f[i].val);
+  }
+  assert_true(b.append_stalls > a.append_stalls);
+  assert_int_equal(wal_sync(w), JDB_OK);
+  wal_close(w);
+  struct ck_count c = {0, 0};
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
+  assert_false(c.bad);
+  assert_int_equal(c.n, seq);
+  wal_close(w);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
 int main(int argc, char **argv)
 {
   tutil_init();
@@ -2742,6 +2808,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_chunked_flush_faults),
     cmocka_unit_test(test_stream_faults),
     cmocka_unit_test(test_append_stall),
+    cmocka_unit_test(test_append_stall_fibers),
   };
   if (getenv("T_FILTER"))
     cmocka_set_test_filter(getenv("T_FILTER"));
