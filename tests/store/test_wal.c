@@ -2673,6 +2673,23 @@ static void test_stream_faults(void **state)
   free(val);
 }
 
+/* Syncs and closes w, reopens dir on the same ctx and checks that replay yields exactly records
+   1..n in order, every value right; then closes, destroys ctx and removes dir. */
+static void ck_sync_replay_all(struct wal *w, struct fs_ctx *ctx, const char *dir,
+                               const struct wal_opts *o, uint64_t n)
+{
+  assert_int_equal(wal_sync(w), JDB_OK);
+  wal_close(w);
+  struct ck_count c = {0, 0};
+  assert_int_equal(wal_open(ctx, dir, o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
+  assert_false(c.bad);
+  assert_int_equal(c.n, n);
+  wal_close(w);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
 /* An appender that never lets the flush in flight complete (no wal_flush, no reaping) stops at
    1 MiB of new bytes and waits for it there (reaping in the wait), instead of buffering the
    whole segment; everything replays. */
@@ -2696,17 +2713,8 @@ static void test_append_stall(void **state)
     assert_int_equal(ck_append(w, i, val), JDB_OK);
   wal_stats_get(w, &b);
   assert_true(b.append_stalls > a.append_stalls);
-  assert_int_equal(wal_sync(w), JDB_OK);
-  wal_close(w);
-  struct ck_count c = {0, 0};
-  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
-  assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
-  assert_false(c.bad);
-  assert_int_equal(c.n, n);
-  wal_close(w);
   free(val);
-  fs_ctx_destroy(ctx);
-  tutil_rmrf(dir);
+  ck_sync_replay_all(w, ctx, dir, &o, n);
 }
 
 /* Fibers appending without waits, each append taking the next seq: appends held at the buffer
@@ -2763,16 +2771,7 @@ static void test_append_stall_fibers(void **state)
     free(f[i].val);
   }
   assert_true(b.append_stalls > a.append_stalls);
-  assert_int_equal(wal_sync(w), JDB_OK);
-  wal_close(w);
-  struct ck_count c = {0, 0};
-  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
-  assert_int_equal(wal_replay(w, 0, ck_cb, &c, NULL), JDB_OK);
-  assert_false(c.bad);
-  assert_int_equal(c.n, seq);
-  wal_close(w);
-  fs_ctx_destroy(ctx);
-  tutil_rmrf(dir);
+  ck_sync_replay_all(w, ctx, dir, &o, seq);
 }
 
 int main(int argc, char **argv)
