@@ -25,8 +25,9 @@
  *
  * Reads. A request is classified once, in submission order:
  *   - beyond the log end, segment 0 or a segment not yet created: JDB_ECORRUPT;
- *   - in the current segment above the written mark: the bytes are still in the wal's buffers
- *     (wal_read copies them; records never straddle the mark);
+ *   - in the current segment reaching above the written mark: wal_read (the bytes above it are
+ *     in the wal's buffers; a streamed flush leaves the mark on a block boundary, so a value may
+ *     straddle it, and wal_read takes the part below from the file);
  *   - inside the read-ahead window: copied from it;
  *   - else a file read of the segment (vlog's own read-only handle): either a window fill, when
  *     it continues a run of increasing positions in one segment (later requests of the batch
@@ -362,8 +363,8 @@ static unsigned vlog_req_start(struct vlog *v, struct vlog_req *r, uint64_t app,
       return 0;
     }
     if (off + need > LOG_POS_OFF(wr)) {
-      /* Not handed to the kernel yet: in the wal's buffers (a record never straddles the
-         written mark, so the whole value is). */
+      /* Not (all) handed to the kernel yet: wal_read finds each byte in the wal's buffers or,
+         below the written mark, in the file. */
       v->st.mem_reads++;
       rc = wal_read(v->w, pos, r->ck, 4);
       if (rc == JDB_OK)

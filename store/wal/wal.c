@@ -613,17 +613,21 @@ static void wal_pieces_retire(struct wal *w)
 static void wal_flush_done(struct fs_op *op)
 {
   struct wal *w = op->udata;
+  if (op != &w->op_sync) {
+    /* A failed write (a chunk, or the page-cache write of the first block) ends the stream and
+       the chunks: the flush ends when the writes out complete. */
+    int e = fs_op_error(op);
+    if (e && !w->flush_err)
+      w->flush_err = e;
+  }
   if (op >= w->op_chunk && op < w->op_chunk + WAL_DIO_QD) {
     unsigned slot = (unsigned)(op - w->op_chunk);
     w->chunk_busy[slot] = 0;
     w->pieces[w->chunk_piece[slot]].out--;
-    int e = fs_op_error(op);
-    if (e && !w->flush_err)
-      w->flush_err = e;   /* issue no more: the flush ends when the chunks out complete */
+    if (!w->flush_err)
+      wal_pieces_retire(w);   /* first: a seal needs a free buffer */
     if (!wal_chunk_next(w, slot) && wal_stream_seal(w))
       wal_chunks_fill(w);
-    if (!w->flush_err)
-      wal_pieces_retire(w);
   }
   if (--w->flush_ops_left > 0)
     return;   /* other ops of the flush are still out (CQEs of a chain may come in any order) */
@@ -1483,6 +1487,8 @@ int wal_read(struct wal *w, uint64_t pos, void *dst, uint32_t len)
   if (seg == w->cur_seg && w->cur_f) {
     if (off + len > LOG_POS_OFF(w->append_pos))
       return JDB_CORRUPT("log reference past the log end", pos);
+    if (w->poison && pos + len > w->written_pos)
+      return w->poison;   /* bytes a failed flush never wrote: its buffers are gone */
     /* Bytes not yet in the file are in buffers: the active one, [append_pos - fresh,
        append_pos), and those of the flush in flight (busy: [start, start + fresh)). Every other
        byte of the segment is in the file: a buffer is freed only once its writes completed.

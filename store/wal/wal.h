@@ -145,6 +145,10 @@ int wal_batch_next(struct wal_batch *b, struct wal_op_view *op);
 /* Append one batch as one record (atomic on replay: all ops or none). Values longer than
    inline_max are stored out of line and vrefs[i] (if vrefs is not NULL; nops entries) receives
    their reference, else vrefs[i].len = 0. Only buffers: nothing is written until a flush.
+   It may wait (a fiber parks; outside fibers the thread polls the ctx): for a roll to the next
+   segment, and, while a flush is in flight, when 1 MiB of new bytes are already buffered; other
+   fibers' appends then queue behind it, in call order. Outside fibers, appends must not meet a
+   fiber's wait in progress (one thread either appends from fibers or not at all).
    *end (may be NULL) receives the position after the record, to pass to wal_wait.
    JDB_OK, JDB_EINVAL (bad op, nops == 0, sizes), JDB_ENOMEM, or the poison error. */
 int wal_append(struct wal *w, uint64_t table_id, uint64_t seq, uint64_t ts_sec,

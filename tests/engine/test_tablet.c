@@ -44,6 +44,8 @@
 #include "layout.h"
 #include "mem.h"
 #include "tab.h"
+#include "tab_int.h"   /* test_verify_streaming_log drives the log directly */
+#include "wal.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -3293,6 +3295,57 @@ static void vfib_verifier(void *arg)
 /* tab_verify counts exactly what a history wrote, sees damage to log records (a closed segment,
    the segment being written) and to tree pages, passes again once the damage is undone, and
    runs next to a writer and checkpoints without disturbing either. */
+/* A writer that never waits makes the log stream (store/wal): a flush writes whole blocks, so the
+   written mark can stop inside a record while the rest of it is still on its way. tab_verify
+   run next to it checks the records wholly written and reports no error (it read the
+   straddling record from the file and called it corrupt before it learnt to stop there). */
+static void test_verify_streaming_log(void **state)
+{
+  (void)state;
+  struct tab_opts o = small_opts();
+  o.memtable_bytes = 64u << 20;
+  o.segment_bytes = 32u << 20;
+  struct tenv e;
+  tenv_init(&e, "tab_vstream", &o);
+  uint64_t id = 0;
+  assert_int_equal(tab_table_create(e.t, "s", 1, 0, &id), JDB_OK);
+  char *val = malloc(3000);
+  char keys[16][16];
+  struct tab_op ops[16];
+  unsigned mid_record = 0;
+  for (uint32_t b = 0; b < 160; b++) {
+    for (int i = 0; i < 16; i++) {
+      snprintf(keys[i], sizeof keys[i], "k%06u.%02d", b, i);
+      memset(val, 'a' + (b + (uint32_t)i) % 26, 3000);
+      ops[i] = (struct tab_op){.kind = TAB_PUT, .key = keys[i], .klen = 10, .val = val,
+                               .vlen = 2900 + (uint32_t)(b * 7 + (uint32_t)i) % 97};
+    }
+    assert_int_equal(tab_write(e.t, id, ops, 16, TAB_NOWAIT, NULL), JDB_OK);
+    if (b % 4 == 3)
+      assert_int_equal(wal_flush(e.t->wal), JDB_OK);   /* as a reactor iteration would */
+    if (b % 2 == 1) {
+      assert_true(fs_poll(e.ctx, 0) >= 0);
+      uint64_t wr = wal_written_pos(e.t->wal);
+      mid_record += LOG_POS_OFF(wr) % 4096 == 0;   /* a stream's mark, often inside a record */
+      struct tab_verify_report vr = {0};
+      assert_int_equal(tab_verify(e.t, &vr), JDB_OK);
+      if (vr.errors)
+        fail_msg("batch %u: tab_verify found %llu errors with the written mark at %llu", b,
+                 (unsigned long long)vr.errors, (unsigned long long)wr);
+    }
+  }
+  /* How often the mark sat on a block boundary (a stream's) when tab_verify ran depends on the
+     device's pace against this thread's: 0-3 times in 80 here, none under ASan. Without the
+     stop at the mark, the uring run failed 2 times in 3 (the psync backend runs the tail's
+     write before the verifier's read, so it never sees the gap). */
+  print_message("  written mark on a block boundary at %u of 80 verifications\n", mid_record);
+  struct tab_stats st = stats(e.t);
+  if (tutil_dir_takes_direct(e.ctx, e.dir))
+    assert_true(st.log_writes_direct > 0);
+  free(val);
+  tenv_done(&e);
+}
+
 static void test_verify(void **state)
 {
   (void)state;
@@ -3520,6 +3573,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_read_only),
     cmocka_unit_test(test_log_direct_option),
     cmocka_unit_test(test_verify),
+    cmocka_unit_test(test_verify_streaming_log),
     cmocka_unit_test(test_io_error_refuses_writes),
   };
   if (getenv("T_FILTER"))
