@@ -2702,6 +2702,18 @@ static void ck_sync_replay_all(struct wal *w, struct fs_ctx *ctx, const char *di
   tutil_rmrf(dir);
 }
 
+/* 32 MiB segments, allocated: no preparation of a next segment during these tests. */
+#define STALL_OPTS {.segment_bytes = 32 * MIB, .zero_fill = WAL_ZERO_NEVER}
+
+/* A new log in dir, replayed (empty), ready for appends. */
+static struct wal *ck_open_new(struct fs_ctx *ctx, const char *dir, const struct wal_opts *o)
+{
+  struct wal *w = NULL;
+  assert_int_equal(wal_open(ctx, dir, o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  return w;
+}
+
 /* An appender that never lets the flush in flight complete (no wal_flush, no reaping) stops at
    1 MiB of new bytes and waits for it there (reaping in the wait), instead of buffering the
    whole segment; everything replays. */
@@ -2710,11 +2722,9 @@ static void test_append_stall(void **state)
   (void)state;
   const char *dir = tutil_tmpdir("wal_stall");
   struct fs_ctx *ctx = ctx_new();
-  struct wal_opts o = {.segment_bytes = 32 * MIB, .zero_fill = WAL_ZERO_NEVER};
-  struct wal *w = NULL;
+  struct wal_opts o = STALL_OPTS;
+  struct wal *w = ck_open_new(ctx, dir, &o);
   uint8_t *val = malloc(4000);
-  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
-  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
   const uint64_t n = 3000;   /* ~12 MiB */
   for (uint64_t i = 1; i <= 100; i++)
     assert_int_equal(ck_append(w, i, val), JDB_OK);
@@ -2758,10 +2768,8 @@ static void test_append_stall_fibers(void **state)
   (void)state;
   const char *dir = tutil_tmpdir("wal_stallf");
   struct fs_ctx *ctx = ctx_new();
-  struct wal_opts o = {.segment_bytes = 32 * MIB, .zero_fill = WAL_ZERO_NEVER};
-  struct wal *w = NULL;
-  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
-  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  struct wal_opts o = STALL_OPTS;
+  struct wal *w = ck_open_new(ctx, dir, &o);
   struct coro_sched *s = NULL;
   assert_int_equal(coro_sched_create(NULL, &s), JDB_OK);
   enum { NF = 8 };
