@@ -470,38 +470,52 @@ static void wal_poison(struct wal *w, int err, const char *what)
 
 static void wal_flush_done(struct fs_op *op);
 
+/* The index of the first piece not wholly issued (pieces are issued in order), or -1. */
+static int wal_piece_unissued(const struct wal *w)
+{
+  for (unsigned k = 0; k < w->pc_n; k++) {
+    unsigned pi = (w->pc_head + k) % WAL_NBUF;
+    if (w->pieces[pi].issued < w->pieces[pi].len)
+      return (int)pi;
+  }
+  return -1;
+}
+
+/* A buffer whose writes completed (or failed) holds nothing any more and is free. */
+static void wal_buf_release(struct wal_buf *b)
+{
+  b->len = b->head = 0;
+  b->busy = 0;
+}
+
 /* Issue the next WAL_DIO_CHUNK of the stream's first unissued piece through chunk slot `slot`.
    Returns 0 when nothing is left to issue (or a chunk failed: then nothing more goes out). */
 static int wal_chunk_next(struct wal *w, unsigned slot)
 {
-  if (w->flush_err)
+  int i = w->flush_err ? -1 : wal_piece_unissued(w);
+  if (i < 0)
     return 0;
-  for (unsigned k = 0; k < w->pc_n; k++) {
-    unsigned pi = (w->pc_head + k) % WAL_NBUF;
-    struct wal_piece *pc = &w->pieces[pi];
-    if (pc->issued == pc->len)
-      continue;
-    size_t n = pc->len - pc->issued;
-    if (n > WAL_DIO_CHUNK)
-      n = WAL_DIO_CHUNK;
-    struct fs_op *op = &w->op_chunk[slot];
-    fs_op_prep_write(op, w->cur_dio, w->bufs[pc->buf].p + pc->skip + pc->issued, (uint32_t)n,
-                     pc->off + pc->issued);
-    op->done = wal_flush_done;
-    op->udata = w;
-    w->chunk_piece[slot] = pi;
-    w->chunk_busy[slot] = 1;
-    pc->issued += n;
-    pc->out++;
-    w->flush_ops_left++;
-    w->st.writes++;
-    w->st.writes_direct++;
-    int rc = fs_submit(w->ctx, op);
-    JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
-    (void)rc;
-    return 1;
-  }
-  return 0;
+  unsigned pi = (unsigned)i;
+  struct wal_piece *pc = &w->pieces[pi];
+  size_t n = pc->len - pc->issued;
+  if (n > WAL_DIO_CHUNK)
+    n = WAL_DIO_CHUNK;
+  struct fs_op *op = &w->op_chunk[slot];
+  fs_op_prep_write(op, w->cur_dio, w->bufs[pc->buf].p + pc->skip + pc->issued, (uint32_t)n,
+                   pc->off + pc->issued);
+  op->done = wal_flush_done;
+  op->udata = w;
+  w->chunk_piece[slot] = pi;
+  w->chunk_busy[slot] = 1;
+  pc->issued += n;
+  pc->out++;
+  w->flush_ops_left++;
+  w->st.writes++;
+  w->st.writes_direct++;
+  int rc = fs_submit(w->ctx, op);
+  JDB_ASSERT(rc == JDB_OK);   /* ops built here are always valid */
+  (void)rc;
+  return 1;
 }
 
 /* Every free chunk slot gets the next chunk, while there are any. */
@@ -568,11 +582,8 @@ static int wal_stream_seal(struct wal *w)
   }
   /* Only when every piece is out: data queued behind the device would only age (the appends
      meanwhile wait at WAL_BUF_MAX instead). */
-  for (unsigned k = 0; k < w->pc_n; k++) {
-    const struct wal_piece *pc = &w->pieces[(w->pc_head + k) % WAL_NBUF];
-    if (pc->issued < pc->len)
-      return 0;
-  }
+  if (wal_piece_unissued(w) >= 0)
+    return 0;
   struct wal_buf *b = &w->bufs[w->active];
   JDB_ASSERT(b->head == 0);   /* a stream's active buffer starts at a block boundary */
   size_t whole = b->len & ~(size_t)(WAL_BLOCK - 1);
@@ -602,8 +613,7 @@ static void wal_pieces_retire(struct wal *w)
     if (pc->buf != w->flush_buf) {
       struct wal_buf *b = &w->bufs[pc->buf];
       w->st.bytes_written += b->len - b->head;
-      b->len = b->head = 0;
-      b->busy = 0;
+      wal_buf_release(b);
     }
     w->pc_head = (w->pc_head + 1) % WAL_NBUF;
     w->pc_n--;
@@ -661,19 +671,14 @@ static void wal_flush_done(struct fs_op *op)
       w->durable_pos = w->flush_end;
   }
   /* Pieces left after a failure: their buffers are free (the log is poisoned). */
-  for (; w->pc_n; w->pc_n--, w->pc_head = (w->pc_head + 1) % WAL_NBUF) {
-    struct wal_buf *b = &w->bufs[w->pieces[w->pc_head].buf];
-    if (w->pieces[w->pc_head].buf != w->flush_buf) {
-      b->len = b->head = 0;
-      b->busy = 0;
-    }
-  }
+  for (; w->pc_n; w->pc_n--, w->pc_head = (w->pc_head + 1) % WAL_NBUF)
+    if (w->pieces[w->pc_head].buf != w->flush_buf)
+      wal_buf_release(&w->bufs[w->pieces[w->pc_head].buf]);
   if (w->flush_buf >= 0) {
     struct wal_buf *b = &w->bufs[w->flush_buf];
     if (!w->poison)
       w->st.bytes_written += wal_buf_fresh(b);
-    b->len = b->head = 0;
-    b->busy = 0;
+    wal_buf_release(b);
   }
   /* Buffers beyond the active one and a spare served a stream: they go back (a stream resumes
      with fresh ones; a large record can leave a buffer of any size). */
