@@ -25,6 +25,8 @@ void bench_row(const char *name, uint64_t ops, double secs, uint64_t bytes, uint
                size_t nlat);
 void bench_note(const char *fmt, ...);
 uint64_t bench_now_ns(void);
+/* qsort comparator of doubles, ascending */
+int bench_cmp_double(const void *a, const void *b);
 /* splitmix64: the benches' pseudo-random sequence (state advanced in place). */
 static inline uint64_t bench_rand(uint64_t *s)
 {

@@ -55,12 +55,6 @@ static double bench_cksum_rep(uint32_t (*fn)(const void *, size_t), uint8_t *buf
   return (double)(t - t0) / (double)calls;
 }
 
-static int bench_cksum_cmp_double(const void *x, const void *y)
-{
-  double a = *(const double *)x, b = *(const double *)y;
-  return a < b ? -1 : a > b;
-}
-
 void bench_cksum_run(double seconds_per_case,
                      void (*report)(const char *name, double ns_per_op, double bytes_per_sec))
 {
@@ -101,7 +95,7 @@ void bench_cksum_run(double seconds_per_case,
       double ns[BENCH_CKSUM_REPS];
       for (int r = 0; r < BENCH_CKSUM_REPS; r++)
         ns[r] = bench_cksum_rep(fns[f].fn, buf, sizes[s].n, budget_ns, &acc);
-      qsort(ns, BENCH_CKSUM_REPS, sizeof ns[0], bench_cksum_cmp_double);
+      qsort(ns, BENCH_CKSUM_REPS, sizeof ns[0], bench_cmp_double);
       double med = ns[BENCH_CKSUM_REPS / 2];
       char name[64];
       snprintf(name, sizeof name, "cksum.%s.%s", fns[f].name, sizes[s].name);

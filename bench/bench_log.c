@@ -356,12 +356,6 @@ static int log_group_case(struct log_run *r, int nfib)
   return fail;
 }
 
-static int log_cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* log.vs-device: five rounds of (the device's sequential write bandwidth, 1 MiB O_DIRECT QD4 on
    a file next to the log; and log.append.4k.steady.nowait+sync), each env->secs long, in
    alternating order, and the median of the per-round ratios: the issue-3 target (>= 0.8)
@@ -396,7 +390,7 @@ static int log_device_ratio(struct log_run *r)
   }
   unlink(path);
   if (!fail) {
-    qsort(ratio, LOG_DEV_ROUNDS, sizeof ratio[0], log_cmp_double);
+    qsort(ratio, LOG_DEV_ROUNDS, sizeof ratio[0], bench_cmp_double);
     bench_note("%s: median log/device %.2f (target >= 0.80)", name, ratio[LOG_DEV_ROUNDS / 2]);
   }
   return fail;

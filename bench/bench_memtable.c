@@ -125,12 +125,6 @@ static double bm_build(const struct bm_set *s, struct mt **out)
   return secs;
 }
 
-static int bm_cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static int bm_ent_ok(const struct bm_set *s, size_t i, const struct mt_ent *e)
 {
   return e->klen == BM_KLEN && memcmp(e->key, bm_key(s, i), BM_KLEN) == 0 && e->seq == i + 1 &&
@@ -219,7 +213,7 @@ int bench_memtable(const struct bench_env *env)
   if (bench_want(env, "memtable.insert")) {
     double sorted[BM_REPS];
     memcpy(sorted, build, sizeof sorted);
-    qsort(sorted, BM_REPS, sizeof sorted[0], bm_cmp_double);
+    qsort(sorted, BM_REPS, sizeof sorted[0], bench_cmp_double);
     bench_row("memtable.insert", n, sorted[BM_REPS / 2], 0, NULL, 0);
     bench_note("memtable.insert: %zu random 25-byte keys, 100-byte values; builds %.3f %.3f "
                "%.3f s", n, build[0], build[1], build[2]);

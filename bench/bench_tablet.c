@@ -39,7 +39,12 @@
  *   overwrite4k   then OW puts of random keys among the K, 4 KiB values, batches of 100 (OW =
  *                 200 k; 20 k with --quick; env JDB_BENCH_TABLET_OW_N), then close; du; then
  *                 (untimed) reopen and check every key's last value.
- * Read phases run 3 repeats of secs/3 per engine, engines alternating; rows are medians.
+ * Read phases run repeats per engine, engines alternating; rows are medians. readrandom: 3
+ * repeats of secs/3. seek+next10 and seek+prev10: 12 repeats of secs/12 each, interleaved (next,
+ * prev, prev, next, ...), so that the two see the same background and each runs first as often;
+ * the prev/next target is the paired ratio, the median of the 12 per-repeat ratios. (Run one
+ * after the other, 3 x 1 s each, the ratio of the medians ranged 0.82-1.08 between runs of one
+ * build on this shared machine, whose memory latency varies by the second.)
  *
  * Write amplification (WA) = bytes written / user bytes (16-byte key + value of every put).
  * /proc/self/io sums every thread of the process (RocksDB's background threads, io_uring
@@ -89,6 +94,8 @@
 #define TB_BATCH_MAX 1000u
 #define TB_POOL BENCH_POOL
 #define TB_REPS 3
+#define TB_SCAN_REPS 12  /* seek+next10 and seek+prev10: short repeats, interleaved */
+#define TB_REPS_MAX 12
 #define TB_STEPS 10
 #define TB_ROCKS_CACHE_MB 256u
 #define TB_SETTLE_SECS 600
@@ -564,6 +571,7 @@ struct tb_run {
   struct bench_put *puts;
   uint64_t *lat;                 /* per-batch latencies */
   double rate[TB_NW][TB_NENG];   /* ops/s (0: not run) */
+  double paired[TB_NW][TB_NENG]; /* median per-repeat ratio to the phase's first workload */
   double fill_close[TB_NENG];    /* fillrandom ops/s over puts + close */
   double wa[TB_NW][TB_NENG];     /* fillseq, fillrandom, overwrite4k (+close) */
   double wa_dev[TB_NW][TB_NENG]; /* the same, block layer count only */
@@ -910,70 +918,102 @@ static int tb_scans(struct tb_run *r, struct tb_eng *g, int reverse, uint64_t se
 }
 
 struct tb_acc {
-  struct tb_rep rep[TB_REPS];
+  struct tb_rep rep[TB_REPS_MAX];
   uint64_t ops, bad, steps, rd;
 };
 
-static void tb_phase(struct tb_run *r, int w, const int *open)
+/* One read phase of nw workloads (ws[]) run interleaved: repeat i runs each workload once per
+   engine, the workloads in turn (in reverse order on odd repeats), so that workloads compared with
+   each other (seek+prev10 against seek+next10) see the same background (the other engines'
+   compactions and writeback) and neither always runs first. Rows are medians of the reps. */
+static void tb_phase(struct tb_run *r, const int *ws, int nw, int reps, const int *open)
 {
-  struct tb_acc acc[TB_NENG];
+  struct tb_acc acc[TB_NW][TB_NENG];
   memset(acc, 0, sizeof acc);
   int on[TB_NENG];
-  for (int e = 0; e < TB_NENG; e++)
-    on[e] = open[e] && r->have[e] && tb_want(r, w, e);
-  double rep_secs = r->env->secs / TB_REPS;
-  for (int i = 0; i < TB_REPS; i++)
+  for (int e = 0; e < TB_NENG; e++) {
+    on[e] = 0;
+    for (int j = 0; j < nw; j++)
+      on[e] |= open[e] && r->have[e] && tb_want(r, ws[j], e);
+  }
+  double rep_secs = r->env->secs / reps;
+  for (int i = 0; i < reps; i++)
+    for (int j = 0; j < nw; j++) {
+      int w = ws[i % 2 ? nw - 1 - j : j];
+      for (int e = 0; e < TB_NENG; e++) {
+        if (!on[e] || !tb_want(r, w, e))
+          continue;
+        struct tb_eng *g = &r->eng[e];
+        struct tb_acc *a = &acc[w][e];
+        uint64_t seed = r->env->seed * 7919 + (uint64_t)w * 131 + (uint64_t)i;
+        int rc = g->op->rbegin(g, w != TB_W_READ);
+        if (rc) {
+          on[e] = 0;
+          tb_drop_engine(r, e);
+          continue;
+        }
+        struct tb_io io0 = tb_io_now();
+        if (w == TB_W_READ)
+          rc = tb_gets(r, g, seed, rep_secs, &a->rep[i], &a->bad);
+        else
+          rc = tb_scans(r, g, w == TB_W_PREV, seed, rep_secs, &a->rep[i], &a->steps, &a->bad);
+        a->rd += tb_io_now().rd - io0.rd;
+        g->op->rend(g);
+        if (rc) {
+          on[e] = 0;
+          tb_drop_engine(r, e);
+          continue;
+        }
+        a->ops += a->rep[i].ops;
+      }
+    }
+  for (int j = 0; j < nw; j++)
     for (int e = 0; e < TB_NENG; e++) {
-      if (!on[e])
+      int w = ws[j];
+      if (!on[e] || !tb_want(r, w, e))
         continue;
       struct tb_eng *g = &r->eng[e];
-      struct tb_acc *a = &acc[e];
-      uint64_t seed = r->env->seed * 7919 + (uint64_t)w * 131 + (uint64_t)i;
-      int rc = g->op->rbegin(g, w != TB_W_READ);
-      if (rc) {
-        on[e] = 0;
-        tb_drop_engine(r, e);
-        continue;
+      struct tb_acc *a = &acc[w][e];
+      char all[512], name[64], steps[48] = "";
+      size_t o = 0;
+      for (int i = 0; i < reps && o < sizeof all; i++)
+        o += (size_t)snprintf(all + o, sizeof all - o, "%s%.0f", i ? " / " : "",
+                              (double)a->rep[i].ops / a->rep[i].secs);
+      if (nw > 1 && w == ws[nw - 1] && tb_want(r, ws[0], e) && o < sizeof all) {
+        /* the per-repeat ratios against the first workload, each from the same moment's
+           background; their median is the paired ratio */
+        double f[TB_REPS_MAX];
+        char *q = all + o;
+        size_t room = sizeof all - o;
+        int k = snprintf(q, room, " (per repeat / %s:", tb_wname[ws[0]]);
+        for (int i = 0; i < reps; i++) {
+          const struct tb_rep *x = &a->rep[i], *y = &acc[ws[0]][e].rep[i];
+          f[i] = y->ops && x->secs > 0 ? ((double)x->ops / x->secs) / ((double)y->ops / y->secs) : 0;
+          if (k >= 0 && (size_t)k < room)
+            k += snprintf(q + k, room - (size_t)k, " %.2f", f[i]);
+        }
+        qsort(f, (size_t)reps, sizeof *f, bench_cmp_double);
+        r->paired[w][e] = (f[(reps - 1) / 2] + f[reps / 2]) / 2;
+        if (k >= 0 && (size_t)k < room)
+          snprintf(q + k, room - (size_t)k, "; median %.2f)", r->paired[w][e]);
       }
-      struct tb_io io0 = tb_io_now();
-      if (w == TB_W_READ)
-        rc = tb_gets(r, g, seed, rep_secs, &a->rep[i], &a->bad);
-      else
-        rc = tb_scans(r, g, w == TB_W_PREV, seed, rep_secs, &a->rep[i], &a->steps, &a->bad);
-      a->rd += tb_io_now().rd - io0.rd;
-      g->op->rend(g);
-      if (rc) {
-        on[e] = 0;
-        tb_drop_engine(r, e);
-        continue;
+      qsort(a->rep, (size_t)reps, sizeof *a->rep, tb_cmp_rep);
+      /* the median; of an even count, the mean rate of the middle two */
+      const struct tb_rep *m0 = &a->rep[(reps - 1) / 2], *m1 = &a->rep[reps / 2];
+      double rate = ((double)m0->ops / m0->secs + (double)m1->ops / m1->secs) / 2;
+      snprintf(name, sizeof name, "tablet.%s.%s", tb_wname[w], g->tag);
+      bench_row(name, (uint64_t)(rate * m1->secs + 0.5), m1->secs, 0, NULL, 0);
+      if (w != TB_W_READ)
+        snprintf(steps, sizeof steps, "; %.2f steps per seek",
+                 a->ops ? (double)a->steps / (double)a->ops : 0);
+      bench_note("%s: %d x %.2f s: %s ops/s; %.1f bytes read from the device per op%s", name,
+                 reps, rep_secs, all, a->ops ? (double)a->rd / (double)a->ops : 0, steps);
+      if (a->bad) {
+        bench_note("%s: VERIFY FAILED: %llu bad results", name, (unsigned long long)a->bad);
+        r->fail = 1;
       }
-      a->ops += a->rep[i].ops;
+      r->rate[w][e] = rate;
     }
-  for (int e = 0; e < TB_NENG; e++) {
-    if (!on[e])
-      continue;
-    struct tb_eng *g = &r->eng[e];
-    struct tb_acc *a = &acc[e];
-    char all[128], name[64], steps[48] = "";
-    size_t o = 0;
-    for (int i = 0; i < TB_REPS && o < sizeof all; i++)
-      o += (size_t)snprintf(all + o, sizeof all - o, "%s%.0f", i ? " / " : "",
-                            (double)a->rep[i].ops / a->rep[i].secs);
-    qsort(a->rep, TB_REPS, sizeof *a->rep, tb_cmp_rep);
-    struct tb_rep med = a->rep[TB_REPS / 2];
-    snprintf(name, sizeof name, "tablet.%s.%s", tb_wname[w], g->tag);
-    bench_row(name, med.ops, med.secs, 0, NULL, 0);
-    if (w != TB_W_READ)
-      snprintf(steps, sizeof steps, "; %.2f steps per seek",
-               a->ops ? (double)a->steps / (double)a->ops : 0);
-    bench_note("%s: %d x %.2f s: %s ops/s; %.1f bytes read from the device per op%s", name,
-               TB_REPS, rep_secs, all, a->ops ? (double)a->rd / (double)a->ops : 0, steps);
-    if (a->bad) {
-      bench_note("%s: VERIFY FAILED: %llu bad results", name, (unsigned long long)a->bad);
-      r->fail = 1;
-    }
-    r->rate[w][e] = (double)med.ops / med.secs;
-  }
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -1073,8 +1113,10 @@ static void tb_summary(struct tb_run *r)
   x = r->rate[TB_W_READ][TB_LMDB] > 0 ? r->rate[TB_W_READ][TB_JDB] / r->rate[TB_W_READ][TB_LMDB]
                                       : 0;
   snprintf(t[TB_W_READ], sizeof t[0], "JDB/LMDB >= 1: %s", bench_verdict(x, 1, 1e300));
-  x = r->rate[TB_W_NEXT][TB_JDB] > 0 ? r->rate[TB_W_PREV][TB_JDB] / r->rate[TB_W_NEXT][TB_JDB] : 0;
-  snprintf(t[TB_W_PREV], sizeof t[0], "JDB prev/next >= 0.9: %.2f %s", x,
+  /* the paired ratio: the median of the per-repeat ratios (each repeat's seek+prev10 against
+     the seek+next10 run just before or after it) */
+  x = r->paired[TB_W_PREV][TB_JDB];
+  snprintf(t[TB_W_PREV], sizeof t[0], "JDB prev/next (paired) >= 0.9: %.2f %s", x,
            bench_verdict(x, 0.9, 1e300));
   printf("\ntablet summary: %zu puts of %u + %u bytes (fills), overwrite4k %zu keys then %zu "
          "puts of %u + %u bytes; ops/s, ratio > 1 = JDB faster\n",
@@ -1251,9 +1293,9 @@ int bench_tablet(const struct bench_env *env)
       any_reads = 1;
     }
   if (any_reads) {
-    tb_phase(r, TB_W_READ, open);
-    tb_phase(r, TB_W_NEXT, open);
-    tb_phase(r, TB_W_PREV, open);
+    static const int reads_w[] = {TB_W_READ}, scans_w[] = {TB_W_NEXT, TB_W_PREV};
+    tb_phase(r, reads_w, 1, TB_REPS, open);
+    tb_phase(r, scans_w, 2, TB_SCAN_REPS, open);
   }
   for (int e = 0; e < TB_NENG; e++)
     if (open[e] && r->have[e]) {
