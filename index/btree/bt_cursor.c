@@ -102,12 +102,19 @@ static int bt_cur_push(struct bt_cursor *c, uint64_t pgno, int want_level, const
 /* Prefetch the entries the cursor reaches next: entries lie in key order in the page, so the
    next few are the cache lines after (dir > 0) or before (dir < 0) entry i. Hardware prefetchers
    follow ascending streams on their own, and two lines past the next entry suffice. Descending
-   ones they follow late: moving backwards the cursor keeps BT_PF_BACK bytes below the next entry
-   requested (the lines not yet asked for, so about two per step). One entry ahead, as forwards,
-   left seek+prev10 at 0.61-0.74 of seek+next10 with 100-byte values (each step's entry load a
-   miss: perf put 70 % of the backward walk on it); 2 KiB ahead: 0.85-1.10 (the same quick
-   bench; 512 B and 1 KiB measured within that noise). */
+   ones they follow late: moving backwards the cursor keeps up to BT_PF_BACK bytes below the next
+   entry requested, asking for at most BT_PF_BURST lines a step (the window grows by four lines a
+   step while the walk uses about two). One entry ahead, as forwards, left seek+prev10 at
+   0.61-0.74 of seek+next10 with 100-byte values (each step's entry load a miss: perf put 70 % of
+   the backward walk on it); 2 KiB ahead at once: 0.85-1.10 (the same quick bench; 512 B and
+   1 KiB measured within that noise), with up to 34 prefetches issued by the first step, which
+   stalled there (more than the core's line-fill buffers: perf put 37 % of bt_cursor_prev on the
+   instruction after them) and left later entries' loads missing (the entry-length decode of a
+   step back took 1.6x the samples of a step forward). Four lines a step: the prefetch's own
+   samples down 2.5x, tablet seek+prev10 / seek+next10 paired medians 0.90-0.94 (2 KiB at once:
+   0.87-0.91, same session). */
 #define BT_PF_BACK 2048
+#define BT_PF_BURST 4
 static inline void bt_cur_prefetch(struct bt_cursor *c, uint32_t i, int dir)
 {
   const struct bt_cursor_level *l = &c->lv[c->depth - 1];
@@ -122,11 +129,14 @@ static inline void bt_cur_prefetch(struct bt_cursor *c, uint32_t i, int dir)
         __builtin_prefetch(e + 64 * k);
     return;
   }
-  /* addresses as integers: the window may start below the page */
-  uintptr_t at = (uintptr_t)e, base = (uintptr_t)bt_leaf_ent(&lf, 0);   /* the lowest entry */
+  /* addresses as integers: the window may start below the page. Entry 0 starts right after
+     the slot array (bt_leaf_verify checks it), found without loading slot 0, whose line the
+     seek's binary search may not have touched (a miss on every first step back). */
+  uintptr_t at = (uintptr_t)e;
+  uintptr_t base = (uintptr_t)(lf.prefix + lf.plen + BT_LSLOT * (size_t)lf.n);
   uintptr_t want = (at - base > BT_PF_BACK ? at - BT_PF_BACK : base) & ~(uintptr_t)63;
   uintptr_t q = c->pf_lo && (uintptr_t)c->pf_lo <= at + 64 ? (uintptr_t)c->pf_lo : at + 64;
-  for (; q > want; q -= 64)
+  for (int k = 0; q > want && k < BT_PF_BURST; q -= 64, k++)
     __builtin_prefetch((const void *)(q - 64));
   if (!c->pf_lo || q < (uintptr_t)c->pf_lo)
     c->pf_lo = (const uint8_t *)q;
