@@ -20,9 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef JDB_GIT_SHA
-#define JDB_GIT_SHA "unknown"
-#endif
+#include "jdb_git_sha.h"   /* JDB_GIT_SHA, written at build time (cmake/git_sha.cmake) */
 #ifndef JDB_BUILD_FLAGS
 #define JDB_BUILD_FLAGS ""
 #endif
