@@ -201,6 +201,7 @@ struct pg_stats {
      one). */
   uint64_t write_ops;
   uint64_t dropped_on_free; /* cached copies of committed pages dropped by pg_free */
+  uint64_t prefault_grows;  /* times the prefault window doubled (use caught up with it) */
   uint64_t spills;          /* spill batches written (successful ones) */
   uint64_t spilled_pages;   /* pages they wrote */
   uint64_t corrupt;         /* pages that failed verification (or a want_type check) */
@@ -219,5 +220,21 @@ void pg_stats_get(const struct pg *p, struct pg_stats *out);
    and check it against the others: JDB_OK, or JDB_ECORRUPT with the broken invariant logged.
    O(frames + free pages + spilled pages), and allocates: for tests and JDB_DEBUG builds. */
 int pg_check(const struct pg *p);
+
+/* The frames' prefault window (pg_evict.c; here for its tests): frames [0, next) are populated
+   or requested from the helper thread; requests run up to ahead frames past use. The last
+   request began at start, ahead of use when it was issued (early); reached: use got into it
+   while the helper still worked on it; streak: the one before was reached too. */
+struct pg_pfwin {
+  uint32_t next, start, ahead;
+  int early, reached, streak;
+};
+/* Frame nused - 1 has just come into use (of nframes); busy: the last request is still with the
+   helper. Returns how many frames to request at w->next now (0: none; the caller then advances
+   w->next past them, or to nframes when it cannot). The window doubles (*grew = 1), up to max
+   frames, when use reaches a request the helper has not finished that was issued ahead of use
+   or follows another such (once per request). */
+uint32_t pg_pfwin_step(struct pg_pfwin *w, uint32_t nused, uint32_t nframes, int busy,
+                       uint32_t chunk, uint32_t max, int *grew);
 
 #endif

@@ -25,7 +25,8 @@
 #define PG_SLOTS_FRAMES_INIT 1024u          /* frames the first slot table is sized for */
 #define PG_FIXED_FRAMES_MAX (1u << 16)      /* frames registered as fixed buffers (256 MiB) */
 #define PG_PREFAULT_FRAMES 4096u            /* frames prefaulted per request (16 MiB) */
-#define PG_PREFAULT_AHEAD (4u * PG_PREFAULT_FRAMES)   /* how far ahead of use (64 MiB) */
+#define PG_PREFAULT_AHEAD (4u * PG_PREFAULT_FRAMES)   /* how far ahead of use at first (64 MiB) */
+#define PG_PREFAULT_AHEAD_MAX (32u * PG_PREFAULT_FRAMES)   /* ... growing to at most 512 MiB */
 #define PG_FRAMES_MIN 16u
 #define PG_FRAMES_MAX (1u << 26)            /* 256 GiB of frames */
 #define PG_FIXED_CHUNK_FRAMES (1u << 16)    /* frames per registered buffer (256 MiB) */
@@ -119,7 +120,7 @@ struct pg {
   uint32_t hand;                   /* CLOCK hand */
   uint32_t nused;                  /* frames [0, nused) have been used; the rest are zeroes */
   uint32_t nfixed;                 /* frames [0, nfixed) are in registered buffers */
-  uint32_t pf_next;                /* frames [0, pf_next) are populated or being populated */
+  struct pg_pfwin pfw;             /* which frames are populated or being populated */
   struct mem_prefault pf;          /* the helper thread's request for the next frames */
   struct mem_arena meta;           /* the slot table's mapping when it is large, else empty */
   struct pg_slot *slots;           /* open-addressed pgno -> frame table (pg_evict.c), sized

@@ -2372,6 +2372,68 @@ static void test_lazy_frames(void **state)
   fs_ctx_destroy(ctx);
 }
 
+/* The prefault window (pg_pfwin_step) against a simulated helper that needs `cost` frames of use
+   to populate one request: a helper faster than use never lets use reach a request issued ahead
+   of it, so the window keeps its first size (RSS runs at most that far ahead); a slower one does,
+   and the window doubles once per such request up to the maximum. Requests never pass the
+   budget, never overlap, and are at most a chunk each. */
+static uint32_t pfwin_run(uint32_t nframes, uint32_t cost, uint32_t *max_lead, uint64_t *grows)
+{
+  enum { CHUNK = 64, FIRST = 4 * CHUNK, MAX = 32 * CHUNK };
+  struct pg_pfwin w = {.ahead = FIRST};
+  uint32_t done_at = 0;   /* the use count at which the request in flight completes */
+  int inflight = 0;
+  *max_lead = 0;
+  *grows = 0;
+  for (uint32_t nused = 1; nused <= nframes; nused++) {
+    int busy = inflight && nused < done_at;
+    if (!busy)
+      inflight = 0;
+    int grew = 0;
+    uint32_t prev_next = w.next;
+    uint32_t n = pg_pfwin_step(&w, nused, nframes, busy, CHUNK, MAX, &grew);
+    *grows += (uint64_t)grew;
+    assert_true(w.ahead >= FIRST && w.ahead <= MAX);
+    if (n) {
+      assert_false(busy);
+      assert_true(n <= CHUNK);
+      assert_true(w.next >= prev_next && w.next >= nused);   /* no overlap with earlier ones */
+      assert_true(w.next + n <= nframes);
+      w.next += n;
+      inflight = 1;
+      done_at = nused + cost;
+    }
+    if (w.next > nused && w.next - nused > *max_lead)
+      *max_lead = w.next - nused;
+  }
+  return w.ahead;
+}
+
+static void test_prefault_window(void **state)
+{
+  (void)state;
+  enum { CHUNK = 64, FIRST = 4 * CHUNK, MAX = 32 * CHUNK };
+  uint32_t lead;
+  uint64_t grows;
+  /* the helper 8x faster than use: the first window throughout */
+  assert_int_equal(pfwin_run(100000, CHUNK / 8, &lead, &grows), FIRST);
+  assert_int_equal(grows, 0);
+  assert_true(lead <= FIRST + CHUNK);
+  /* the helper 2x slower than use: grows to the maximum, one doubling per request reached */
+  assert_int_equal(pfwin_run(100000, 2 * CHUNK, &lead, &grows), MAX);
+  assert_int_equal(grows, 3);   /* 4 -> 8 -> 16 -> 32 chunks */
+  assert_true(lead <= MAX + CHUNK);
+  /* a budget smaller than a chunk: one request of what there is */
+  struct pg_pfwin w = {.ahead = FIRST};
+  int grew;
+  assert_int_equal(pg_pfwin_step(&w, 1, 10, 0, CHUNK, MAX, &grew), 9);
+  assert_int_equal(grew, 0);
+  w.next += 9;
+  assert_int_equal(pg_pfwin_step(&w, 2, 10, 1, CHUNK, MAX, &grew), 0);
+  assert_int_equal(grew, 0);   /* the budget is all requested: nothing to grow for */
+  assert_int_equal(pg_pfwin_step(&w, 3, 10, 0, CHUNK, MAX, &grew), 0);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 
 #define BOTH(fn) \
@@ -2396,6 +2458,7 @@ int main(void)
     BOTH(test_bad_commit_args),
     BOTH(test_eviction),
     BOTH(test_lazy_frames),
+    cmocka_unit_test(test_prefault_window),
     BOTH(test_dirty_budget),
     BOTH(test_fibers_one_read),
     BOTH(test_fiber_commit),
