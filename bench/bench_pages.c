@@ -134,9 +134,9 @@ static int pb_hits(const struct bench_env *env, struct fs_ctx *ctx, const char *
   double secs = (double)(now - t0) / 1e9;
   pg_stats_get(p, &st1);
   bench_row(name, ops, secs, 0, NULL, 0);
-  bench_note("%s: %llu hits, %llu misses (frames %u, fixed buffers %u), sink %llu", name,
-             (unsigned long long)(st1.hits - st0.hits),
-             (unsigned long long)(st1.misses - st0.misses), st1.frames, st1.fixed_buffers,
+  bench_note("%s: %llu hits, %llu misses (frames %u, %u of them in fixed buffers), sink %llu",
+             name, (unsigned long long)(st1.hits - st0.hits),
+             (unsigned long long)(st1.misses - st0.misses), st1.frames, st1.fixed_frames,
              (unsigned long long)(sink & 1));
   pg_close(p);
   if (bad)
@@ -232,12 +232,12 @@ static int pb_misses(const struct bench_env *env, struct fs_ctx *ctx, const char
   pg_stats_get(r.p, &st1);
   bench_row(name, r.ops, secs, (st1.reads - st0.reads) * PB_PAGE, r.lat, r.nlat);
   bench_note("%s: %llu reads, %llu hits, %llu joined, %llu evictions (frames %u for %llu "
-             "pages, fixed buffers %u)",
+             "pages, %u in fixed buffers)",
              name, (unsigned long long)(st1.reads - st0.reads),
              (unsigned long long)(st1.hits - st0.hits),
              (unsigned long long)(st1.read_waits_joined - st0.read_waits_joined),
              (unsigned long long)(st1.evictions - st0.evictions), st1.frames,
-             (unsigned long long)npages, st1.fixed_buffers);
+             (unsigned long long)npages, st1.fixed_frames);
   pg_close(r.p);
   free(r.lat);
   if (r.bad)

@@ -91,13 +91,14 @@ static int fs_op_fixed_ok(const struct fs_ctx *ctx, const struct fs_op *op)
   if (op->fixed_buf > ctx->nbufs || (op->opcode != FS_OP_READ && op->opcode != FS_OP_WRITE))
     return 0;
   uintptr_t lo = (uintptr_t)op->buf, hi = lo + op->len_bytes;
-  return lo >= ctx->buf_lo[op->fixed_buf - 1] && hi <= ctx->buf_hi[op->fixed_buf - 1];
+  uintptr_t blo = ctx->buf_lo[op->fixed_buf - 1], bhi = ctx->buf_hi[op->fixed_buf - 1];
+  return bhi != 0 && lo >= blo && hi <= bhi;   /* bhi 0: an empty slot */
 }
 
-int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n)
+/* Replace the registered set by n buffers iov[] (sparse: n empty slots, iov unused): the
+   bookkeeping [buf_lo, buf_hi) per slot (0, 0 when empty) and the backend's registration. */
+static int fs_bufs_replace(struct fs_ctx *ctx, const struct iovec *iov, unsigned n, int sparse)
 {
-  if (!ctx || (n && !iov) || n > 1024)
-    return JDB_EINVAL;
   if (ctx->accepted)
     return JDB_EINVAL;   /* ops in flight may name the old set */
   uintptr_t *lo = NULL, *hi = NULL;
@@ -109,17 +110,14 @@ int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigne
       mem_free(hi);
       return JDB_ENOMEM;
     }
-    for (unsigned i = 0; i < n; i++) {
-      if (!iov[i].iov_base || !iov[i].iov_len) {
-        mem_free(lo);
-        mem_free(hi);
-        return JDB_EINVAL;
-      }
-      lo[i] = (uintptr_t)iov[i].iov_base;
-      hi[i] = lo[i] + iov[i].iov_len;
-    }
   }
-  int rc = ctx->be->register_buffers ? ctx->be->register_buffers(ctx, iov, n) : JDB_OK;
+  for (unsigned i = 0; !sparse && i < n; i++) {
+    lo[i] = (uintptr_t)iov[i].iov_base;
+    hi[i] = lo[i] + iov[i].iov_len;
+  }
+  const struct fs_backend *be = ctx->be;
+  int rc = sparse ? (be->reserve_buffers ? be->reserve_buffers(ctx, n) : JDB_OK)
+                  : (be->register_buffers ? be->register_buffers(ctx, iov, n) : JDB_OK);
   if (rc) {
     mem_free(lo);
     mem_free(hi);
@@ -130,6 +128,35 @@ int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigne
   ctx->buf_lo = lo;
   ctx->buf_hi = hi;
   ctx->nbufs = n;
+  return JDB_OK;
+}
+
+int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n)
+{
+  if (!ctx || (n && !iov) || n > 1024)
+    return JDB_EINVAL;
+  for (unsigned i = 0; i < n; i++)
+    if (!iov[i].iov_base || !iov[i].iov_len)
+      return JDB_EINVAL;
+  return fs_bufs_replace(ctx, iov, n, 0);
+}
+
+int fs_ctx_reserve_buffers(struct fs_ctx *ctx, unsigned n)
+{
+  if (!ctx || !n || n > 1024)
+    return JDB_EINVAL;
+  return fs_bufs_replace(ctx, NULL, n, 1);
+}
+
+int fs_ctx_set_buffer(struct fs_ctx *ctx, unsigned i, const struct iovec *iov)
+{
+  if (!ctx || i >= ctx->nbufs || ctx->buf_hi[i] || !iov || !iov->iov_base || !iov->iov_len)
+    return JDB_EINVAL;
+  int rc = ctx->be->set_buffer ? ctx->be->set_buffer(ctx, i, iov) : JDB_OK;
+  if (rc)
+    return rc;
+  ctx->buf_lo[i] = (uintptr_t)iov->iov_base;
+  ctx->buf_hi[i] = ctx->buf_lo[i] + iov->iov_len;
   return JDB_OK;
 }
 

@@ -136,6 +136,16 @@ const char *fs_ctx_backend_name(const struct fs_ctx *ctx);   /* "uring", "psync"
    JDB_OK, JDB_EINVAL, JDB_ENOMEM (locked-memory limit), JDB_ENOTSUP (kernel refuses). */
 struct iovec;
 int fs_ctx_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, unsigned n);
+/* Register n (up to 1024) empty buffer slots, to be filled one at a time by fs_ctx_set_buffer
+   as the memory they will hold comes into use (uring: io_uring_register_buffers_sparse, kernel
+   5.19; registering pins, and so commits, the memory). Replaces any earlier set, like
+   fs_ctx_register_buffers (no op may be in flight). An op naming an empty slot is refused with
+   JDB_EINVAL, like one outside its buffer. JDB_OK, JDB_EINVAL, JDB_ENOMEM, JDB_ENOTSUP. */
+int fs_ctx_reserve_buffers(struct fs_ctx *ctx, unsigned n);
+/* Fill empty slot i (uring: io_uring_register_buffers_update_tag). Allowed with ops in flight:
+   none of them can name an empty slot. JDB_OK, JDB_EINVAL (no such slot, slot filled, bad iov),
+   JDB_ENOMEM (locked-memory limit), JDB_ENOTSUP. */
+int fs_ctx_set_buffer(struct fs_ctx *ctx, unsigned i, const struct iovec *iov);
 
 /* Signal completions on fd (an eventfd): from now on each completion the backend learns of
    asynchronously adds to fd's counter, so a reactor can sleep on fd (with its own wake-ups) and

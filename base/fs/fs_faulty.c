@@ -669,6 +669,16 @@ static int faulty_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, 
   return fs_ctx_register_buffers(faulty_of(ctx)->inner, iov, n);
 }
 
+static int faulty_reserve_buffers(struct fs_ctx *ctx, unsigned n)
+{
+  return fs_ctx_reserve_buffers(faulty_of(ctx)->inner, n);
+}
+
+static int faulty_set_buffer(struct fs_ctx *ctx, unsigned i, const struct iovec *iov)
+{
+  return fs_ctx_set_buffer(faulty_of(ctx)->inner, i, iov);
+}
+
 static int faulty_set_notify_fd(struct fs_ctx *ctx, int fd)
 {
   return fs_ctx_set_notify_fd(faulty_of(ctx)->inner, fd);
@@ -712,6 +722,8 @@ static const struct fs_backend faulty_backend = {
   .rename = faulty_rename,
   .dir_sync = faulty_dir_sync,
   .register_buffers = faulty_register_buffers,
+  .reserve_buffers = faulty_reserve_buffers,
+  .set_buffer = faulty_set_buffer,
   .set_notify_fd = faulty_set_notify_fd,
 };
 

@@ -57,13 +57,17 @@ struct fs_backend {
   int (*dir_sync)(struct fs_ctx *ctx, const char *dir);
   /* optional (NULL: buffers are accepted and ignored) */
   int (*register_buffers)(struct fs_ctx *ctx, const struct iovec *iov, unsigned n);
+  /* optional, both or neither (NULL: slots are accepted and ignored): n empty slots, replacing
+     any earlier set; then fill empty slot i */
+  int (*reserve_buffers)(struct fs_ctx *ctx, unsigned n);
+  int (*set_buffer)(struct fs_ctx *ctx, unsigned i, const struct iovec *iov);
   /* optional (NULL: completions happen inside fs_flush, nothing to signal) */
   int (*set_notify_fd)(struct fs_ctx *ctx, int fd);
 };
 
 struct fs_ctx {
   const struct fs_backend *be;
-  unsigned nbufs;                  /* registered buffers: [buf_lo[i], buf_hi[i]) */
+  unsigned nbufs;                  /* registered buffers: [buf_lo[i], buf_hi[i]); 0, 0: empty */
   uintptr_t *buf_lo, *buf_hi;
   size_t accepted;                 /* ops accepted by fs_submit and not yet DONE */
   size_t reaped;                   /* of those, REAPED and waiting in the done queue */

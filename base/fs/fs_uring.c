@@ -8,7 +8,8 @@
  * layer's retries may prep new SQEs freely). Chains are IOSQE_IO_LINK chains; a chain is never
  * split across two submissions (queue() submits first when the SQ lacks room for all of it).
  *
- * Registered buffers (fs_ctx_register_buffers): ops with fixed_buf use READ_FIXED/WRITE_FIXED.
+ * Registered buffers (fs_ctx_register_buffers, or fs_ctx_reserve_buffers and fs_ctx_set_buffer slot
+ * by slot): ops with fixed_buf use READ_FIXED/WRITE_FIXED.
  * Registered files: unless opts.plain_fds is set, and when the kernel allows it, a sparse table of
  * URING_FILES_MAX slots is registered at create and each opened file takes a slot
  * (IOSQE_FIXED_FILE saves the per-op fget/fput). Files beyond the table use plain fds.
@@ -306,6 +307,36 @@ static int uring_register_buffers(struct fs_ctx *ctx, const struct iovec *iov, u
   return JDB_OK;
 }
 
+static int uring_reserve_buffers(struct fs_ctx *ctx, unsigned n)
+{
+  struct uring_ctx *u = (struct uring_ctx *)ctx;
+  if (u->bufs_registered) {
+    io_uring_unregister_buffers(&u->ring);
+    u->bufs_registered = 0;
+  }
+  int r = io_uring_register_buffers_sparse(&u->ring, n);
+  if (r < 0) {
+    LOG_DEBUG("io_uring_register_buffers_sparse (%u slots): %s", n, strerror(-r));
+    return r == -ENOMEM ? JDB_ENOMEM : JDB_ENOTSUP;
+  }
+  u->bufs_registered = 1;
+  return JDB_OK;
+}
+
+static int uring_set_buffer(struct fs_ctx *ctx, unsigned i, const struct iovec *iov)
+{
+  struct uring_ctx *u = (struct uring_ctx *)ctx;
+  __u64 tag = 0;
+  int r = io_uring_register_buffers_update_tag(&u->ring, i, iov, &tag, 1);
+  if (r == 1)
+    return JDB_OK;
+  if (r >= 0)
+    r = -EIO;
+  LOG_DEBUG("io_uring_register_buffers_update_tag (slot %u, %zu bytes): %s", i, iov->iov_len,
+            strerror(-r));
+  return r == -ENOMEM ? JDB_ENOMEM : r == -EFAULT || r == -EINVAL ? JDB_EINVAL : JDB_ENOTSUP;
+}
+
 static int uring_set_notify_fd(struct fs_ctx *ctx, int fd)
 {
   struct uring_ctx *u = (struct uring_ctx *)ctx;
@@ -349,6 +380,8 @@ static const struct fs_backend uring_backend = {
   .rename = fs_posix_rename,
   .dir_sync = fs_posix_dir_sync,
   .register_buffers = uring_register_buffers,
+  .reserve_buffers = uring_reserve_buffers,
+  .set_buffer = uring_set_buffer,
   .set_notify_fd = uring_set_notify_fd,
 };
 

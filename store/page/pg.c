@@ -714,6 +714,7 @@ void pg_stats_get(const struct pg *p, struct pg_stats *out)
   out->pending_free_pages = p->pend_len - p->pend_head;
   out->page_count = p->page_count;
   out->fixed_buffers = (uint32_t)p->fixed;
+  out->fixed_frames = p->fixed ? p->nfixed : 0;
   out->freelist_pages = (uint32_t)p->chain.len;
 }
 

@@ -212,6 +212,7 @@ struct pg_stats {
      page_count: high-water mark of the state being built. */
   uint64_t commits;         /* successful pg_commit calls */
   uint32_t fixed_buffers;   /* 1 when the frames are registered with the ctx */
+  uint32_t fixed_frames;    /* ... the frames registered so far (filled slots; grows with use) */
   uint32_t freelist_pages;  /* pages of the free list the current superblock references */
 };
 void pg_stats_get(const struct pg *p, struct pg_stats *out);

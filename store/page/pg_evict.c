@@ -14,9 +14,10 @@
  * without touching the frame struct (a chained table cost a bucket and a frame-struct cache miss
  * per level of a tree descent: 45% of a warm point lookup). CLOCK reference bits live in their
  * own byte array for the same reason. The first PG_FIXED_FRAMES_MAX frames (registering pins the
- * memory, and so commits it) are registered with the fs ctx as fixed buffers, one iovec per
- * PG_FIXED_CHUNK_FRAMES frames (io_uring caps one registered buffer at 1 GiB); reads and writes of
- * such a frame i name buffer i / PG_FIXED_CHUNK_FRAMES + 1, other frames go without.
+ * memory, and so commits it) are registered with the fs ctx as fixed buffers, one slot per
+ * PG_FIXED_CHUNK_FRAMES frames, each slot filled once its frames are populated (pg_fixed_grow);
+ * reads and writes of a frame i in a filled slot name buffer i / PG_FIXED_CHUNK_FRAMES + 1, other
+ * frames go without.
  * Registration is an optimisation: when the backend or the locked-memory limit refuses it, ops
  * simply go without fixed_buf.
  *
@@ -364,6 +365,8 @@ static void pg_prefault_ahead(struct pg *p)
     w->next = p->nframes;   /* no helper or no kernel support: faults on first touch */
 }
 
+static void pg_fixed_grow(struct pg *p);
+
 struct pg_frame *pg_frame_take(struct pg *p)
 {
   struct pg_frame *f = p->free_frames;
@@ -383,6 +386,7 @@ struct pg_frame *pg_frame_take(struct pg *p)
     f->idx = p->nused++;
     f->state = PG_FRAME_FREE;
     pg_prefault_ahead(p);
+    pg_fixed_grow(p);
     return f;
   }
   uint32_t n = p->nused;
@@ -424,35 +428,57 @@ uint16_t pg_frame_fixed(const struct pg *p, const struct pg_frame *f)
   return p->fixed && f->idx < p->nfixed ? (uint16_t)(f->idx / PG_FIXED_CHUNK_FRAMES + 1) : 0;
 }
 
+/* Reserve the registered-buffer slots for the first PG_FIXED_FRAMES_MAX frames, one per
+   PG_FIXED_CHUNK_FRAMES; pg_fixed_grow fills them as the cache grows. Registering pins (and so
+   commits) the memory it covers: registering all 256 MiB at open made every open zero that much
+   (0.6 s on this VM, 9 % of a fillrandom run's samples) and gave even an empty database a
+   256 MiB RSS per shard. */
 static void pg_frames_register(struct pg *p)
 {
-  /* Registration pins (and so commits) the memory it covers: only the first PG_FIXED_FRAMES_MAX
-     frames, the ones a growing cache uses first. */
-  uint32_t nfixed = p->nframes < PG_FIXED_FRAMES_MAX ? p->nframes : PG_FIXED_FRAMES_MAX;
-  unsigned nchunks = (nfixed + PG_FIXED_CHUNK_FRAMES - 1) / PG_FIXED_CHUNK_FRAMES;
-  struct iovec *iov = mem_calloc(nchunks, sizeof *iov);
-  if (!iov)
-    return;
-  for (unsigned c = 0; c < nchunks; c++) {
-    uint32_t first = c * PG_FIXED_CHUNK_FRAMES;
-    uint32_t n = nfixed - first < PG_FIXED_CHUNK_FRAMES ? nfixed - first : PG_FIXED_CHUNK_FRAMES;
-    iov[c].iov_base = p->arena.base + (size_t)first * PG_PAGE;
-    iov[c].iov_len = (size_t)n * PG_PAGE;
-  }
-  int rc = fs_ctx_register_buffers(p->ctx, iov, nchunks);
-  mem_free(iov);
+  uint32_t max = p->nframes < PG_FIXED_FRAMES_MAX ? p->nframes : PG_FIXED_FRAMES_MAX;
+  unsigned nslots = (max + PG_FIXED_CHUNK_FRAMES - 1) / PG_FIXED_CHUNK_FRAMES;
+  int rc = fs_ctx_reserve_buffers(p->ctx, nslots);
   p->fixed = rc == JDB_OK;
-  p->nfixed = p->fixed ? nfixed : 0;
-  p->pfw.next = p->nfixed;   /* registering populated them */
+  p->nfixed = 0;
+  p->fixed_max = p->fixed ? max : 0;
   if (rc)
     LOG_DEBUG("%s: frames not registered as fixed buffers (%s)", p->path, jdb_strerror(rc));
+}
+
+/* Register the next chunks of frames whose memory is populated: used already, or prefaulted by
+   requests the helper has finished (pinning a chunk that is not would fault it in here, on the
+   shard thread). Until its chunk is registered a frame's I/O goes without fixed_buf. A refused
+   registration (the locked-memory limit) ends the growth where it is. */
+static void pg_fixed_grow(struct pg *p)
+{
+  const struct pg_pfwin *w = &p->pfw;
+  uint32_t ready = mem_prefault_busy(&p->pf) ? w->start : w->next;
+  if (ready < p->nused)
+    ready = p->nused;
+  while (p->fixed && p->nfixed < p->fixed_max) {
+    uint32_t n = p->fixed_max - p->nfixed < PG_FIXED_CHUNK_FRAMES ? p->fixed_max - p->nfixed
+                                                                    : PG_FIXED_CHUNK_FRAMES;
+    if (p->nfixed + n > ready)
+      return;
+    struct iovec iov = {.iov_base = p->arena.base + (size_t)p->nfixed * PG_PAGE,
+                        .iov_len = (size_t)n * PG_PAGE};
+    int rc = fs_ctx_set_buffer(p->ctx, p->nfixed / PG_FIXED_CHUNK_FRAMES, &iov);
+    if (rc) {
+      LOG_DEBUG("%s: frames from %u on not registered (%s)", p->path, p->nfixed,
+                jdb_strerror(rc));
+      p->fixed_max = p->nfixed;
+      return;
+    }
+    p->nfixed += n;
+  }
 }
 
 int pg_frames_init(struct pg *p)
 {
   uint32_t n = p->nframes;
-  /* MAP_HUGETLB reserves the whole mapping at once: only for a budget that registration pins
-     anyway; a larger one gets transparent huge pages, taken as frames come into use. */
+  /* MAP_HUGETLB reserves the whole mapping at once (from a pool the administrator set aside):
+     only for a budget of at most PG_FIXED_FRAMES_MAX; a larger one gets transparent huge pages,
+     taken as frames come into use. */
   int rc = mem_arena_init(&p->arena, (size_t)n * PG_PAGE,
                           n <= PG_FIXED_FRAMES_MAX ? MEM_ARENA_HUGE_TRY : 0);
   if (rc)

@@ -29,7 +29,7 @@
 #define PG_PREFAULT_AHEAD_MAX (32u * PG_PREFAULT_FRAMES)   /* ... growing to at most 512 MiB */
 #define PG_FRAMES_MIN 16u
 #define PG_FRAMES_MAX (1u << 26)            /* 256 GiB of frames */
-#define PG_FIXED_CHUNK_FRAMES (1u << 16)    /* frames per registered buffer (256 MiB) */
+#define PG_FIXED_CHUNK_FRAMES (1u << 12)    /* frames per registered buffer (16 MiB) */
 #define PG_PAGE_COUNT_MAX (1ull << 40)      /* 4 EiB of pages: far beyond any file we write */
 #define PG_SPILL_MIN 32u                    /* pages per spill batch: max(32, frames / 8) ... */
 #define PG_SPILL_MAX 4096u                  /* ... at most 16 MiB, and never above the frames */
@@ -120,6 +120,7 @@ struct pg {
   uint32_t hand;                   /* CLOCK hand */
   uint32_t nused;                  /* frames [0, nused) have been used; the rest are zeroes */
   uint32_t nfixed;                 /* frames [0, nfixed) are in registered buffers */
+  uint32_t fixed_max;              /* ... up to fixed_max as the cache grows (slots reserved) */
   struct pg_pfwin pfw;             /* which frames are populated or being populated */
   struct mem_prefault pf;          /* the helper thread's request for the next frames */
   struct mem_arena meta;           /* the slot table's mapping when it is large, else empty */

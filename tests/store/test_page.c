@@ -2341,10 +2341,14 @@ static void test_lazy_frames(void **state)
   pg_stats_get(p, &st);
   assert_int_equal(st.frames, BUDGET);
   assert_true(st.frames_used <= 2);
+  assert_int_equal(st.fixed_frames, 0);   /* registration pins: nothing before use */
   verify(p, m);   /* pins every page once, then pg_check */
   pg_stats_get(p, &st);
   assert_true(st.frames_used >= NPAGES && st.frames_used <= NPAGES + 8);
   assert_int_equal(st.evictions, 0);
+  /* the first 16 MiB slot is filled once its frames are in use (when the backend registers) */
+  if (st.fixed_buffers)
+    assert_true(st.fixed_frames >= 4096 && st.fixed_frames <= 65536);
   verify(p, m);   /* all hits now */
   pg_stats_get(p, &st);
   assert_int_equal(st.evictions, 0);
