@@ -1631,9 +1631,28 @@ static int wal_check_tail(struct wal *w, struct wal_win *wn, uint64_t stop_pos, 
   *stale_end = LOG_POS_OFF(stop_pos);
   for (uint64_t off = LOG_POS_OFF(stop_pos) + LOG_REC_ALIGN; off + LOG_REC_HDR_SIZE <= wn->size;
        off += LOG_REC_ALIGN) {
+    /* Skip to the next offset whose identity field names it, scanning the window in place
+       (calling wal_rec_at at each of a 64 MiB segment's 8 M offsets took ~0.1 s of every open
+       of a log that ends in a preallocated segment). */
+    const uint8_t *p;
+    size_t avail;
+    int rc = wal_win_get(w->ctx, wn, off, LOG_REC_HDR_SIZE, &p, &avail);
+    if (rc)
+      return rc;
+    if (avail < LOG_REC_HDR_SIZE)
+      break;
+    size_t k = 0;
+    uint64_t pos = LOG_POS(seg, off);
+    while (k + LOG_REC_HDR_SIZE <= avail && le64_get(p + k + 16) != pos + k)
+      k += LOG_REC_ALIGN;
+    if (k + LOG_REC_HDR_SIZE > avail) {
+      off += k - LOG_REC_ALIGN;   /* the loop's step lands on the first offset not looked at */
+      continue;
+    }
+    off += k;
     struct layout_rec_hdr h;
     const uint8_t *rec;
-    int rc = wal_rec_at(w->ctx, wn, seg, off, &h, &rec);
+    rc = wal_rec_at(w->ctx, wn, seg, off, &h, &rec);
     if (rc == JDB_NOTFOUND)
       continue;
     if (rc)

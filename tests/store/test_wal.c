@@ -1229,6 +1229,61 @@ static void test_read_only_open(void **state)
 /* ------------------------------------------------------------------------------------------- */
 /* 4. Damaged records: durable ones are corruption, the unsynced last one is a torn tail */
 
+/* The evidence scan after a damaged record (wal_check_tail) looks at every aligned offset of the
+   rest of the segment, across its read windows (1 MiB): record a, then a 2.5 MiB value of random
+   bytes (out of line) and its record b, each made durable in turn; a damaged a is corruption, b
+   saying the log was durable past it. With everything after a zeroed there is no evidence: a is
+   a torn tail and the log goes on where it began. */
+static void test_tail_evidence_far(void **state)
+{
+  (void)state;
+  uint64_t seed = tutil_seed() ^ 0x6767;
+  const char *dir = tutil_tmpdir("wal_far");
+  struct fs_ctx *ctx = ctx_new();
+  struct wal_opts o = {.segment_bytes = 8 * MIB, .inline_max = 64};
+  struct wal *w = NULL;
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  enum { BIG = 5 * (MIB / 2) };
+  uint8_t *val = malloc(BIG);
+  assert_non_null(val);
+  struct tutil_rng rng;
+  tutil_rng_init(&rng, seed);
+  tutil_rng_fill(&rng, val, BIG);
+  struct wal_op a = {.kind = WAL_OP_DEL, .key = "a", .klen = 1};
+  struct wal_op big = {.kind = WAL_OP_PUT, .key = "b", .klen = 1, .val = val, .vlen = BIG};
+  uint64_t end, pos_a = wal_append_pos(w);
+  assert_int_equal(wal_append(w, 1, 1, 0, &a, 1, NULL, &end), JDB_OK);
+  assert_int_equal(wal_wait(w, end, WAL_DURABLE), JDB_OK);
+  assert_int_equal(wal_append(w, 1, 2, 0, &big, 1, NULL, &end), JDB_OK);
+  assert_int_equal(wal_wait(w, end, WAL_DURABLE), JDB_OK);
+  wal_close(w);
+  assert_int_equal(LOG_POS_SEG(end), LOG_POS_SEG(pos_a));
+  assert_true(LOG_POS_OFF(end) - LOG_POS_OFF(pos_a) > 2 * MIB);
+  char path[4096];
+  seg_path(path, sizeof path, dir, LOG_POS_SEG(pos_a));
+  flip_bit(path, LOG_POS_OFF(pos_a) + 2, 3);   /* a's checksum */
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_ECORRUPT);
+  wal_close(w);
+  /* everything after a zeroed: no evidence, a torn tail */
+  uint8_t *zero = calloc(1, MIB);
+  assert_non_null(zero);
+  int fd = open(path, O_WRONLY);
+  assert_true(fd >= 0);
+  for (uint64_t off = LOG_POS_OFF(pos_a) + 64; off < LOG_POS_OFF(end) + 4096; off += MIB)
+    assert_int_equal(pwrite(fd, zero, MIB, (off_t)off), (ssize_t)MIB);
+  close(fd);
+  assert_int_equal(wal_open(ctx, dir, &o, &w), JDB_OK);
+  assert_int_equal(wal_replay(w, 0, NULL, NULL, NULL), JDB_OK);
+  assert_int_equal(wal_append_pos(w), pos_a);   /* the log goes on where the damage began */
+  wal_close(w);
+  free(zero);
+  free(val);
+  fs_ctx_destroy(ctx);
+  tutil_rmrf(dir);
+}
+
 static void test_bitflip_durable(void **state)
 {
   (void)state;
@@ -2811,6 +2866,7 @@ int main(int argc, char **argv)
     cmocka_unit_test(test_wait_spurious_wake),
     cmocka_unit_test(test_torn_tail),
     cmocka_unit_test(test_torn_stale_records),
+    cmocka_unit_test(test_tail_evidence_far),
     cmocka_unit_test(test_read_only_open),
     cmocka_unit_test(test_bitflip_durable),
     cmocka_unit_test(test_bitflip_tail),
