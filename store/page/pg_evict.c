@@ -350,9 +350,14 @@ static void pg_prefault_ahead(struct pg *p)
   if (!w->ahead)
     w->ahead = PG_PREFAULT_AHEAD;
   int grew;
-  /* a request is a quarter of the window: the helper gets asked only as frames come into use,
-     so a larger window must come in larger requests to keep it busy through a quiet stretch */
+  /* A request is a quarter of the window: the helper gets asked only as frames come into use,
+     so a larger window must come in larger requests to keep it busy through a quiet stretch.
+     But no larger than the frames in use (at least PG_PREFAULT_FIRST): a small cache stays
+     small (a one-key database populated 16 MiB per shard with its first page). */
   uint32_t chunk = w->ahead / 4 > PG_PREFAULT_FRAMES ? w->ahead / 4 : PG_PREFAULT_FRAMES;
+  uint32_t grown = p->nused > PG_PREFAULT_FIRST ? p->nused : PG_PREFAULT_FIRST;
+  if (chunk > grown)
+    chunk = grown;
   uint32_t n = pg_pfwin_step(w, p->nused, p->nframes, mem_prefault_busy(&p->pf), chunk,
                              PG_PREFAULT_AHEAD_MAX, &grew);
   p->stats.prefault_grows += (uint64_t)grew;

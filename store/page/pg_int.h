@@ -25,6 +25,7 @@
 #define PG_SLOTS_FRAMES_INIT 1024u          /* frames the first slot table is sized for */
 #define PG_FIXED_FRAMES_MAX (1u << 16)      /* frames registered as fixed buffers (256 MiB) */
 #define PG_PREFAULT_FRAMES 4096u            /* frames prefaulted per request (16 MiB) */
+#define PG_PREFAULT_FIRST 256u             /* ... at least, while the cache is small (1 MiB) */
 #define PG_PREFAULT_AHEAD (4u * PG_PREFAULT_FRAMES)   /* how far ahead of use at first (64 MiB) */
 #define PG_PREFAULT_AHEAD_MAX (32u * PG_PREFAULT_FRAMES)   /* ... growing to at most 512 MiB */
 #define PG_FRAMES_MIN 16u
