@@ -190,6 +190,11 @@ int bt_cursor_seek_prev(struct bt_cursor *c, const void *key, uint32_t klen, uin
 int bt_cursor_next(struct bt_cursor *c);    /* JDB_NOTFOUND past the end */
 int bt_cursor_prev(struct bt_cursor *c);    /* JDB_NOTFOUND before the start */
 const struct bt_ent *bt_cursor_ent(const struct bt_cursor *c);   /* NULL when unpositioned */
+/* 1 when the entry before the current one is known to hold another key, from the leaf's slot
+   array alone (the entries' heads differ); 0 when that takes a look (the current entry starts
+   its leaf, or the heads tie) or the cursor is unpositioned. Lets a backward merge stop at a
+   key's last version without stepping onto the next key before it is asked for. */
+int bt_cursor_prev_other_key(const struct bt_cursor *c);
 
 /* Compare (k1, s1) with (k2, s2) in tree order: <0, 0, >0. */
 int bt_cmp(const void *k1, uint32_t l1, uint64_t s1, const void *k2, uint32_t l2, uint64_t s2);

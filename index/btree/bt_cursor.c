@@ -42,6 +42,18 @@ const struct bt_ent *bt_cursor_ent(const struct bt_cursor *c)
   return c->depth ? &c->ent : NULL;
 }
 
+int bt_cursor_prev_other_key(const struct bt_cursor *c)
+{
+  if (!c->depth)
+    return 0;
+  uint32_t i = c->lv[c->depth - 1].idx;
+  if (i == 0)
+    return 0;
+  struct bt_leaf lf;
+  bt_leaf_init(&lf, c->leaf);
+  return bt_leaf_head(&lf, i - 1) != bt_leaf_head(&lf, i);
+}
+
 /* The bytes of tree page pgno at want_level (< 0: the root, any level): resident pages are
    peeked, others pinned (loaded and verified) and *fr set: unpin after use. Checks the type and
    level. */
