@@ -99,13 +99,24 @@ void tutil_rmrf(const char *path)
   nftw(path, tutil_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static char *tutil_dirs[256];
-static int tutil_ndirs;
+/* Every directory tutil_tmpdir made, removed at exit by the process that made it (a forked
+   child that exits normally leaves its parent's alone) unless JDB_TEST_KEEP is set: left in
+   place, a suite run left ~1 GB under the build directory (test_page alone 16 MB a test). */
+static char **tutil_dirs;
+static int tutil_ndirs, tutil_capdirs;
+static pid_t tutil_dirs_pid;
 
 static void tutil_free_dirs(void)
 {
-  for (int i = 0; i < tutil_ndirs; i++)
+  int rm = getpid() == tutil_dirs_pid && !getenv("JDB_TEST_KEEP");
+  for (int i = 0; i < tutil_ndirs; i++) {
+    if (rm)
+      tutil_rmrf(tutil_dirs[i]);
     free(tutil_dirs[i]);
+  }
+  free(tutil_dirs);
+  tutil_dirs = NULL;
+  tutil_ndirs = tutil_capdirs = 0;
 }
 
 const char *tutil_tmpdir(const char *name)
@@ -119,11 +130,26 @@ const char *tutil_tmpdir(const char *name)
     fprintf(stderr, "tutil_tmpdir: mkdir %s: %s\n", buf, strerror(errno));
     abort();
   }
-  if (tutil_ndirs == 0)
-    atexit(tutil_free_dirs);
+  if (tutil_dirs_pid != getpid()) {   /* first call, or first in a forked child: its own list */
+    if (!tutil_dirs_pid)
+      atexit(tutil_free_dirs);
+    for (int i = 0; i < tutil_ndirs; i++)   /* the parent's: its to remove */
+      free(tutil_dirs[i]);
+    tutil_dirs_pid = getpid();
+    tutil_ndirs = 0;
+  }
   char *s = strdup(buf);
-  if (tutil_ndirs < 256)
-    tutil_dirs[tutil_ndirs++] = s;
+  if (!s)
+    abort();
+  if (tutil_ndirs == tutil_capdirs) {
+    int cap = tutil_capdirs ? 2 * tutil_capdirs : 64;
+    char **d = realloc(tutil_dirs, (size_t)cap * sizeof *d);
+    if (!d)
+      abort();
+    tutil_dirs = d;
+    tutil_capdirs = cap;
+  }
+  tutil_dirs[tutil_ndirs++] = s;
   return s;
 }
 
