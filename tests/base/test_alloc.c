@@ -6,7 +6,6 @@
 #include "err.h"
 #include "mem.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -604,7 +603,7 @@ static void *pinned_starter(void *arg)
 
 static int helper_mask_ok(void)
 {
-  cpu_set_t main_mask, got;
+  cpu_set_t main_mask;
   if (sched_getaffinity(getpid(), sizeof main_mask, &main_mask) != 0 ||
       CPU_COUNT(&main_mask) < 2)
     return 2;   /* nothing to tell apart */
@@ -625,21 +624,7 @@ static int helper_mask_ok(void)
     usleep(100);
   int ok = 0;
   for (int tries = 0; tries < 100 && !ok; tries++) {   /* the helper names itself as it starts */
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *de;
-    while (d && !ok && (de = readdir(d))) {
-      char path[300], comm[32];
-      snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
-      FILE *f = fopen(path, "r");
-      if (!f)
-        continue;
-      int named = fgets(comm, sizeof comm, f) && strncmp(comm, "jdb-prefault", 12) == 0;
-      fclose(f);
-      if (named && sched_getaffinity((pid_t)atoi(de->d_name), sizeof got, &got) == 0)
-        ok = CPU_EQUAL(&got, &main_mask) ? 1 : -1;
-    }
-    if (d)
-      closedir(d);
+    ok = tutil_threads_share_main_mask("jdb-prefault");
     if (!ok)
       usleep(1000);
   }

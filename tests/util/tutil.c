@@ -5,7 +5,9 @@
 
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +153,34 @@ const char *tutil_tmpdir(const char *name)
   }
   tutil_dirs[tutil_ndirs++] = s;
   return s;
+}
+
+int tutil_threads_share_main_mask(const char *prefix)
+{
+  cpu_set_t main_mask, got;
+  if (sched_getaffinity(getpid(), sizeof main_mask, &main_mask) != 0)
+    return 0;
+  DIR *d = opendir("/proc/self/task");
+  if (!d)
+    return 0;
+  int found = 0, bad = 0;
+  struct dirent *de;
+  size_t plen = strlen(prefix);
+  while ((de = readdir(d))) {
+    char path[300], comm[64];
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    int named = fgets(comm, sizeof comm, f) && strncmp(comm, prefix, plen) == 0;
+    fclose(f);
+    if (!named || sched_getaffinity((pid_t)atoi(de->d_name), sizeof got, &got) != 0)
+      continue;
+    found = 1;
+    bad |= !CPU_EQUAL(&got, &main_mask);
+  }
+  closedir(d);
+  return bad ? -1 : found;
 }
 
 char *tutil_path(char *buf, size_t cap, const char *dir, const char *file)

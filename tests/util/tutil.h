@@ -27,6 +27,10 @@ void tutil_rng_fill(struct tutil_rng *r, void *buf, size_t n);
    string owned by tutil (freed at exit), removed again by tutil_rmrf. */
 const char *tutil_tmpdir(const char *name);
 void tutil_rmrf(const char *path);
+/* Threads of this process whose name (comm) starts with prefix: 1 when there is one and every
+   such thread may run on exactly the CPUs the main thread may, -1 when one differs, 0 when there
+   is none. */
+int tutil_threads_share_main_mask(const char *prefix);
 /* path join into a caller buffer; returns buf */
 char *tutil_path(char *buf, size_t cap, const char *dir, const char *file);
 
