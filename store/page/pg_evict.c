@@ -310,10 +310,9 @@ static int pg_frame_evictable(const struct pg_frame *f)
 }
 
 /* Keep the frames about to come into use populated by the helper thread (mem_prefault): up to
-   the window (pfw.ahead) ahead of nused, one request of PG_PREFAULT_FRAMES in flight. The kernel
-   zeroing fresh frames on first touch was 24-35 % of a fillrandom run on the shard thread.
-   Registered frames are populated already, so a cache that stays within them (256 MiB) never
-   asks. The window starts at PG_PREFAULT_AHEAD and doubles (to PG_PREFAULT_AHEAD_MAX) whenever
+   the window (pfw.ahead) ahead of nused, one request in flight. The kernel zeroing fresh frames
+   on first touch was 24-35 % of a fillrandom run on the shard thread. (pg_fixed_grow registers
+   frames as fixed buffers only once they are populated, by use or by this.) The window starts at PG_PREFAULT_AHEAD and doubles (to PG_PREFAULT_AHEAD_MAX) whenever
    use reaches the last request while the helper still works on it: a checkpoint takes frames in
    bursts faster than the helper zeroes them (~430 MB/s here), and with 64 MiB ahead the shard
    thread still faulted its own frames in (7.9 % of a fillrandom run's samples); a larger window
