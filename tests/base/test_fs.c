@@ -1282,6 +1282,14 @@ static void test_fibers_helpers(void **state)
 /* ------------------------------------------------------------------------------------------- */
 
 /* ------------------------------------------------------------------------------------------- */
+/* A new O_DIRECT file in a fresh test directory. */
+static struct fs_file *direct_file_new(struct fs_ctx *ctx, const char *dirname, const char *name)
+{
+  char path[4096];
+  const char *dir = tutil_tmpdir(dirname);
+  return open_ok(ctx, file_in(path, sizeof path, dir, name), FS_O_CREATE | FS_O_DIRECT);
+}
+
 /* Registered buffers: same data as plain ops; a transfer outside its registered buffer, an
    unknown index, or a register call while ops are in flight is refused. */
 
@@ -1289,10 +1297,7 @@ static void test_fixed_buffers(void **state)
 {
   (void)state;
   struct fs_ctx *ctx = ctx_new();
-  char path[4096];
-  const char *dir = tutil_tmpdir("fs-fixed");
-  struct fs_file *f = open_ok(ctx, file_in(path, sizeof path, dir, "fixed.dat"),
-                              FS_O_CREATE | FS_O_DIRECT);
+  struct fs_file *f = direct_file_new(ctx, "fs-fixed", "fixed.dat");
   enum { NB = 8 };
   uint8_t *bufs = tutil_abuf(NB * 2 * BLK);
   struct iovec iov[NB];
@@ -1367,10 +1372,7 @@ static void test_sparse_buffers(void **state)
 {
   (void)state;
   struct fs_ctx *ctx = ctx_new();
-  char path[4096];
-  const char *dir = tutil_tmpdir("fs-sparse");
-  struct fs_file *f = open_ok(ctx, file_in(path, sizeof path, dir, "sparse.dat"),
-                              FS_O_CREATE | FS_O_DIRECT);
+  struct fs_file *f = direct_file_new(ctx, "fs-sparse", "sparse.dat");
   enum { NS = 4 };
   uint8_t *bufs = tutil_abuf(NS * BLK);
   struct iovec iov[NS];
